@@ -1,0 +1,88 @@
+"""The contract every procedural image family follows.
+
+Randomness is split from rendering (as in kornia): `sample_params(rng)` draws one image's parameters from a
+generator seeded by (family, seed, image index), and `render(params, device)` turns a list of them into a batch.
+So image i of a stream is a pure function of (family, its config, seed, i), whatever the batch size, the
+data-loader worker, the rank or the position in a resumed run.
+
+Example:
+    >>> gen = GENERATORS.create("dead_leaves", variant="mixed", size=64)
+    >>> images = gen.generate(range(8), seed=0)   # Tensor[8, 3, 64, 64], float32 in [0, 1]
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from synthsight.registry import unknown_name_message
+
+_MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    """One round of the SplitMix64 mixer: a cheap, well-spread 64-bit hash of an integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def image_seed(seed: int, index: int, salt: str) -> int:
+    """A 63-bit seed for image `index` of stream `seed`; `salt` keeps families (and uses) independent."""
+    if index < 0:
+        raise ValueError(f"image index must be >= 0, got {index}")
+    h = splitmix64(zlib.crc32(salt.encode()) ^ splitmix64(seed & _MASK64))
+    return splitmix64(h ^ index) >> 1
+
+
+def image_rng(seed: int, index: int, salt: str) -> torch.Generator:
+    """A CPU torch.Generator owned by one image, so its parameters do not depend on any other image."""
+    return torch.Generator().manual_seed(image_seed(seed, index, salt))
+
+
+def image_uniform(seed: int, index: int, salt: str) -> float:
+    """One uniform number in [0, 1) for image `index`, without building a generator (used to pick families)."""
+    return image_seed(seed, index, salt) / float(1 << 63)
+
+
+class Generator:
+    """Base class of a procedural family. Subclasses set `family`, `variants`, and implement the two methods."""
+
+    family: ClassVar[str] = ""
+    version: ClassVar[str] = "1"  # bump when the images a config produces change; provenance records it
+    variants: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, variant: str | None = None, size: int = 128) -> None:
+        variant = variant or self.variants[0]
+        if variant not in self.variants:
+            raise ValueError(unknown_name_message(f"{self.family} variant", variant, list(self.variants)))
+        if not isinstance(size, int) or size < 8:
+            raise ValueError(f"image size must be an integer >= 8 pixels, got {size!r}")
+        self.variant = variant
+        self.size = size
+
+    @property
+    def salt(self) -> str:
+        return f"{self.family}/{self.variant}"
+
+    def sample_params(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        """Draw the parameters of one image (CPU tensors) from `rng`."""
+        raise NotImplementedError
+
+    def render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device) -> torch.Tensor:
+        """Render a list of parameter sets into Tensor[B, 3, size, size], float32 in [0, 1], on `device`."""
+        raise NotImplementedError
+
+    def generate(self, indices: Sequence[int], seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
+        """Images `indices` of stream `seed`: Tensor[len(indices), 3, size, size] in [0, 1]."""
+        params = [self.sample_params(image_rng(seed, int(i), self.salt)) for i in indices]
+        if not params:
+            return torch.empty(0, 3, self.size, self.size, device=device)
+        return self.render(params, torch.device(device))
+
+    def config(self) -> dict[str, Any]:
+        """What identifies this generator's output; recorded in manifests and provenance."""
+        return {"family": self.family, "variant": self.variant, "size": self.size, "version": self.version}
