@@ -1,0 +1,7 @@
+"""Pretraining methods, one file each, registered by name in `METHODS`."""
+
+from synthsight.methods import simclr  # noqa: F401  (registers the method)
+from synthsight.methods.base import Method, StepOutput
+from synthsight.registry import METHODS
+
+__all__ = ["METHODS", "Method", "StepOutput"]

@@ -1,0 +1,3 @@
+from synthsight.cli import main
+
+raise SystemExit(main())

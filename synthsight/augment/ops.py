@@ -1,0 +1,116 @@
+"""Batched tensor augmentations: every image of a batch gets its own parameters, drawn from one generator.
+
+Parameters are drawn on the CPU from a `torch.Generator` (so a run is reproducible on any device) and applied as
+whole-batch tensor operations: one `grid_sample` for crop + flip, a few broadcasts for colour.
+
+Example:
+    >>> g = torch.Generator().manual_seed(0)
+    >>> views = random_resized_crop(images, 32, g)             # Tensor[B, 3, 32, 32]
+    >>> views = color_jitter(views, g, brightness=0.4)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _uniform(g: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
+    return torch.rand(n, generator=g) * (high - low) + low
+
+
+def _coin(g: torch.Generator, n: int, p: float) -> torch.Tensor:
+    return torch.rand(n, generator=g) < p
+
+
+def random_resized_crop(
+    x: torch.Tensor,
+    size: int,
+    g: torch.Generator,
+    scale: tuple[float, float] = (0.2, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip_p: float = 0.5,
+) -> torch.Tensor:
+    """Crop a random area fraction in `scale` with aspect ratio in `ratio`, resize to size x size, flip with p.
+
+    Tensor[B, C, H, W] -> Tensor[B, C, size, size]; bilinear sampling, crops clipped to the image.
+    """
+    b = x.shape[0]
+    area = _uniform(g, b, *scale)
+    log_r = _uniform(g, b, math.log(ratio[0]), math.log(ratio[1]))
+    aspect = torch.exp(log_r)
+    w = torch.sqrt(area * aspect).clamp(max=1.0)  # fraction of the width
+    h = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = (torch.rand(b, generator=g) * 2 - 1) * (1 - w)  # centre in [-1, 1] keeping the crop inside
+    cy = (torch.rand(b, generator=g) * 2 - 1) * (1 - h)
+    flip = torch.where(_coin(g, b, flip_p), -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = w * flip
+    theta[:, 0, 2] = cx
+    theta[:, 1, 1] = h
+    theta[:, 1, 2] = cy
+    theta = theta.to(device=x.device, dtype=x.dtype)
+    grid = F.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """Tensor[B, 3, H, W] -> Tensor[B, 1, H, W] luma (ITU-R 601 weights)."""
+    w = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.to(device=like.device, dtype=like.dtype).view(-1, 1, 1, 1)
+
+
+def _hue_rotation(angle: torch.Tensor) -> torch.Tensor:
+    """Per-sample 3x3 RGB matrices rotating hue by `angle` radians about the grey axis (YIQ rotation)."""
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    from_yiq = torch.linalg.inv(to_yiq)
+    c, s = torch.cos(angle), torch.sin(angle)
+    rot = torch.zeros(angle.shape[0], 3, 3)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2] = c, -s
+    rot[:, 2, 1], rot[:, 2, 2] = s, c
+    return from_yiq @ rot @ to_yiq
+
+
+def color_jitter(
+    x: torch.Tensor,
+    g: torch.Generator,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.1,
+    p: float = 0.8,
+) -> torch.Tensor:
+    """Random brightness, contrast, saturation (factors in [1-v, 1+v]) and hue (shift in [-hue, hue] turns),
+    applied to a random fraction p of the batch, in a fixed order. Values stay in [0, 1]."""
+    b = x.shape[0]
+    apply = _coin(g, b, p)
+
+    def factor(v: float) -> torch.Tensor:
+        f = _uniform(g, b, max(0.0, 1 - v), 1 + v)
+        return torch.where(apply, f, torch.ones(b))
+
+    fb, fc, fs = factor(brightness), factor(contrast), factor(saturation)
+    angle = torch.where(apply, _uniform(g, b, -hue, hue) * 2 * math.pi, torch.zeros(b))
+    x = (x * _per_sample(fb, x)).clamp(0, 1)
+    mean = grayscale(x).mean(dim=(2, 3), keepdim=True)
+    x = ((x - mean) * _per_sample(fc, x) + mean).clamp(0, 1)
+    gray = grayscale(x)
+    x = ((x - gray) * _per_sample(fs, x) + gray).clamp(0, 1)
+    mats = _hue_rotation(angle).to(device=x.device, dtype=x.dtype)
+    x = torch.einsum("bij,bjhw->bihw", mats, x)
+    return x.clamp(0, 1)
+
+
+def random_grayscale(x: torch.Tensor, g: torch.Generator, p: float = 0.2) -> torch.Tensor:
+    """Replace a random fraction p of the batch by its grey version (kept as 3 channels)."""
+    pick = _per_sample(_coin(g, x.shape[0], p).float(), x)
+    return x * (1 - pick) + grayscale(x).expand_as(x) * pick

@@ -1,0 +1,36 @@
+"""Views for joint-embedding methods: SimCLR-style pairs built from the batched ops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from synthsight.augment.ops import color_jitter, random_grayscale, random_resized_crop
+
+
+@dataclass
+class ViewConfig:
+    """Augmentation of one view (SimCLR's recipe, scaled for small images)."""
+
+    size: int = 32  # output side in pixels; the real evaluation images are resized to the same side
+    crop_scale_min: float = 0.2  # smallest crop area fraction (0.08 at ImageNet scale, 0.2 for 32 px)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+
+
+def make_view(images: torch.Tensor, g: torch.Generator, cfg: ViewConfig) -> torch.Tensor:
+    """One augmented view of every image: Tensor[B, 3, S, S] in [0, 1] -> Tensor[B, 3, cfg.size, cfg.size]."""
+    x = random_resized_crop(images, cfg.size, g, scale=(cfg.crop_scale_min, 1.0), flip_p=cfg.flip_p)
+    x = color_jitter(x, g, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, p=cfg.jitter_p)
+    return random_grayscale(x, g, p=cfg.grayscale_p)
+
+
+def two_views(images: torch.Tensor, g: torch.Generator, cfg: ViewConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent views of every image (the positive pairs of SimCLR, BYOL, MoCo)."""
+    return make_view(images, g, cfg), make_view(images, g, cfg)

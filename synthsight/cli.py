@@ -1,0 +1,216 @@
+"""Command line: synthsight generate | pretrain | eval | report | demo. Each writes one folder it names at the end.
+
+Thin by design: every command parses its flags and calls the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from synthsight import __version__
+
+EPILOG = "Configs: presets in configs/*.yaml; override any key with dotted KEY=VALUE, e.g. trainer.steps=200."
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="render procedural images: a preview grid or a PNG data set",
+                       description="Render images of one procedural family. With --preview, a PNG grid; with "
+                       "--out, one PNG per image plus manifest.json (SHA-256 per image).")
+    p.add_argument("--family", required=True, help="generator family, e.g. dead_leaves, spectrum")
+    p.add_argument("--variant", default=None, help="family variant (default: the family's first), e.g. mixed")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="stream seed; image i depends only on (family, seed, i)")
+    p.add_argument("--preview", type=Path, default=None, help="write a grid PNG here")
+    p.add_argument("--out", type=Path, default=None, help="write PNG files + manifest.json into this folder")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel writer processes for --out")
+    p.add_argument("--device", default="cpu", help="render on cpu or cuda")
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="pretrain a backbone on a synthetic stream", epilog=EPILOG,
+                       description="Pretrain with a self-supervised method on procedurally generated images. "
+                       "Checkpoints (safetensors, atomic) go to OUT/checkpoints; --resume continues a run.")
+    p.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides, e.g. method=simclr trainer.steps=200")
+    p.add_argument("--preset", default="demo", help="preset name in configs/ or a YAML path (default demo)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/pretrain-<time>)")
+    p.add_argument("--resume", type=Path, nargs="?", const=True, default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR (or in --out) from its newest good checkpoint")
+    p.add_argument("--eval", action="store_true", help="evaluate on real data after pretraining (eval.* keys)")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on real data with frozen features",
+                       description="k-NN (cosine, k=20, T=0.07, weighted) and a linear probe on frozen features, "
+                       "for the checkpoint and for baselines computed in the same run.")
+    p.add_argument("checkpoint", type=Path, help="a run folder (its newest good checkpoint) or checkpoints/step-N")
+    p.add_argument("--data", default="fashion-mnist", help="training images: fashion-mnist, an ImageFolder dir or .npz")
+    p.add_argument("--test-data", default="fashion-mnist", help="test images, same forms (fashion-mnist = its test split)")
+    p.add_argument("--protocols", default="knn,linear", help="comma-separated: knn, linear")
+    p.add_argument("--compare", default="random,pixels",
+                   help="baselines, comma-separated: random (same architecture), pixels, or checkpoint paths; '' for none")
+    p.add_argument("--size", type=int, default=None, help="resize real images to this side (default: the run's view size)")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
+    p.add_argument("--test-limit", type=int, default=None, help="use at most this many test images")
+    p.add_argument("--k", type=int, default=20, help="neighbours for k-NN (default 20; 200 is the other common choice)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/eval)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="rebuild a run folder's report.html",
+                       description="Write RUN_DIR/report.html: one self-contained page (no scripts, images inlined).")
+    p.add_argument("run_dir", type=Path)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole path on the embedded default: generate, pretrain, evaluate, report",
+                       epilog=EPILOG,
+                       description="SimCLR on dead leaves + spectrum noise with a small ConvNet on CPU (minutes), "
+                       "then k-NN and linear probe on real Fashion-MNIST against random init and raw pixels.")
+    p.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides of configs/demo.yaml")
+    p.add_argument("--seed", type=int, default=None, help="seed for data stream, init and augmentations")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/demo-<time>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthsight", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"synthsight {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_generate, _add_pretrain, _add_eval, _add_report, _add_demo):
+        add(sub)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------- commands
+
+
+def cmd_generate(args: argparse.Namespace) -> Path:
+    from synthsight.generators import create_generator
+    from synthsight.generators.io import save_grid, write_dataset
+
+    gen = create_generator(args.family, args.variant, args.size)
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.out is not None:
+        write_dataset(gen, args.n, args.seed, args.out, workers=args.workers)
+        print(f"wrote {args.n} images and manifest.json to {args.out}")
+        return args.out
+    preview = args.preview or default_dir("generate") / f"{gen.family}_{gen.variant}.png"
+    preview.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(gen.generate(range(args.n), args.seed, args.device).cpu(), preview)
+    print(f"wrote preview grid {preview}")
+    return preview
+
+
+def default_dir(kind: str) -> Path:
+    from synthsight.runs import default_run_dir
+
+    return default_run_dir(kind)
+
+
+def _run_config(args: argparse.Namespace, extra: list[str]):
+    from synthsight.config import load_config
+
+    return load_config(args.preset, list(args.overrides) + extra)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> Path:
+    from synthsight.config import config_from_dict, apply_overrides
+    from synthsight.report.html import build_report
+    from synthsight.runs import eval_run, pretrain_run
+
+    resume = args.resume is not None
+    run_dir = args.resume if isinstance(args.resume, Path) else args.out
+    if resume:
+        if run_dir is None or not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"--resume needs a run folder holding config.json; got {run_dir}")
+        cfg = config_from_dict(apply_overrides(json.loads((run_dir / "config.json").read_text()), args.overrides))
+    else:
+        cfg = _run_config(args, [])
+        run_dir = run_dir or default_dir("pretrain")
+    result = pretrain_run(cfg, run_dir, resume=resume)
+    print(f"pretrained {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.0f} img/s), "
+          f"final loss {result.final_loss:.4f}")
+    if args.eval:
+        eval_run(run_dir, cfg.eval, run_dir / "eval", device=cfg.trainer.device if cfg.trainer.device != "auto" else "cpu")
+    print(f"run folder: {run_dir}\nreport: {build_report(run_dir)}")
+    return run_dir
+
+
+def cmd_eval(args: argparse.Namespace) -> Path:
+    from synthsight.config import EvalConfig
+    from synthsight.eval.run import load_backbone, results_table
+    from synthsight.report.html import build_report
+    from synthsight.runs import eval_run
+    from synthsight.train.build import resolve_device
+
+    _, run_cfg, ckpt = load_backbone(args.checkpoint)
+    cfg = EvalConfig(
+        data=args.data, test_data=args.test_data, protocols=[p for p in args.protocols.split(",") if p],
+        compare=[c for c in args.compare.split(",") if c], size=args.size or run_cfg.views.size,
+        limit=args.limit, test_limit=args.test_limit, knn_k=args.k,
+    )
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+    out = args.out or (run_dir / "eval" if run_dir else default_dir("eval"))
+    report = eval_run(args.checkpoint, cfg, out, device=str(resolve_device(args.device)))
+    print(results_table(report.encoders, cfg.protocols))
+    if run_dir is not None and out == run_dir / "eval":
+        print(f"report: {build_report(run_dir)}")
+    print(f"eval folder: {out}")
+    return out
+
+
+def cmd_report(args: argparse.Namespace) -> Path:
+    from synthsight.report.html import build_report
+
+    if not args.run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {args.run_dir} does not exist")
+    path = build_report(args.run_dir)
+    print(f"report: {path}")
+    return path
+
+
+def cmd_demo(args: argparse.Namespace) -> Path:
+    from synthsight.config import load_config
+    from synthsight.eval.run import results_table
+    from synthsight.report.html import build_report
+    from synthsight.runs import eval_run, pretrain_run
+
+    extra = [] if args.seed is None else [f"data.seed={args.seed}", f"trainer.seed={args.seed}"]
+    cfg = load_config("demo", list(args.overrides) + extra)
+    run_dir = args.out or default_dir("demo")
+    t0 = time.perf_counter()
+    print(f"synthsight demo: {cfg.method['name']} on {', '.join(cfg.data.families)} with {cfg.model.backbone}, "
+          f"{cfg.trainer.steps} steps x {cfg.trainer.batch_size} images; run folder {run_dir}")
+    pretrain_run(cfg, run_dir)
+    report = eval_run(run_dir, cfg.eval, run_dir / "eval", device="cpu")
+    path = build_report(run_dir)
+    print(f"\n{results_table(report.encoders, cfg.eval.protocols)}\n")
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s\nreport: {path}\nrun folder: {run_dir}")
+    return run_dir
+
+
+COMMANDS = {"generate": cmd_generate, "pretrain": cmd_pretrain, "eval": cmd_eval, "report": cmd_report,
+            "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        if os.environ.get("SYNTHSIGHT_DEBUG"):
+            raise
+        print(f"synthsight {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

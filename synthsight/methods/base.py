@@ -1,0 +1,33 @@
+"""What every pretraining method provides to the train loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepOutput:
+    """The loss to minimise and its named terms (floats, for logging)."""
+
+    loss: torch.Tensor
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """A backbone plus whatever heads the method trains. `backbone` is what evaluation and export keep."""
+
+    config_class: type  # the dataclass of the method's own options (method.<key>=... on the command line)
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def training_step(self, images: torch.Tensor, g: torch.Generator) -> StepOutput:
+        """Loss for one batch of synthetic images (Tensor[B, 3, S, S] in [0, 1]); `g` draws the augmentations."""
+        raise NotImplementedError
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Hook for momentum (EMA) updates; nothing by default."""

@@ -1,0 +1,65 @@
+"""Turn a Config into objects: generators, stream, backbone, method, optimiser."""
+
+from __future__ import annotations
+
+import torch
+
+from synthsight.config import Config, ConfigError, build_dataclass, split_family
+from synthsight.generators import GENERATORS, Generator
+from synthsight.generators.stream import SyntheticStream
+from synthsight.methods import METHODS, Method
+from synthsight.models.backbones import create_backbone
+
+
+def build_generators(cfg: Config) -> list[Generator]:
+    gens = []
+    for spec in cfg.data.families:
+        family, variant = split_family(spec)
+        gens.append(GENERATORS.create(family, variant=variant, size=cfg.data.render_size))
+    if cfg.data.weights is not None and len(cfg.data.weights) != len(gens):
+        raise ConfigError(
+            f"data.weights has {len(cfg.data.weights)} entries for {len(gens)} families; give one weight per family"
+        )
+    return gens
+
+
+def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = None, rank: int = 0,
+                 world_size: int = 1) -> SyntheticStream:
+    return SyntheticStream(
+        build_generators(cfg), seed=cfg.data.seed, batch_size=cfg.trainer.batch_size, weights=cfg.data.weights,
+        start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
+    )
+
+
+def build_backbone(cfg: Config) -> torch.nn.Module:
+    return create_backbone(cfg.model.backbone, small_stem=cfg.model.small_stem, width=cfg.model.width)
+
+
+def build_method(cfg: Config) -> Method:
+    """The configured method around a freshly initialised backbone; unknown options name the valid ones."""
+    options = dict(cfg.method)
+    name = options.pop("name")
+    cls = METHODS.get(name)
+    method_cfg = build_dataclass(cls.config_class, options, "method")
+    return cls(build_backbone(cfg), method_cfg, views=cfg.views)
+
+
+def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = cfg.trainer
+    # No weight decay on biases and norm parameters (standard practice for SSL).
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=t.lr)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=0.9)
+    raise ConfigError(f"unknown trainer.optimizer {t.optimizer!r}; valid: adamw, sgd")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu")
+    return torch.device(name)

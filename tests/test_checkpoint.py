@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from synthsight.train.checkpoint import (
+    CheckpointError, latest_good_checkpoint, list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint,
+    verify_checkpoint,
+)
+
+
+def _model_and_opt(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    return model, opt
+
+
+def test_round_trip_restores_weights_and_optimizer(tmp_path):
+    model, opt = _model_and_opt(0)
+    ckpt = save_checkpoint(tmp_path, 10, model, opt, {"config": {"a": 1}})
+    other, other_opt = _model_and_opt(1)
+    meta = load_checkpoint(ckpt, other, other_opt)
+    assert meta["step"] == 10 and meta["config"] == {"a": 1}
+    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    sa, sb = opt.state_dict()["state"], other_opt.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        for name in sa[k]:
+            assert torch.equal(torch.as_tensor(sa[k][name]), torch.as_tensor(sb[k][name]))
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step-000010"
+
+
+def test_keeps_only_the_newest(tmp_path):
+    model, opt = _model_and_opt()
+    for step in (1, 2, 3, 4):
+        save_checkpoint(tmp_path, step, model, opt, {}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000003", "step-000004"]
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_corrupt_checkpoint_is_detected_and_resume_falls_back(tmp_path, capsys):
+    model, opt = _model_and_opt()
+    save_checkpoint(tmp_path, 1, model, opt, {}, keep=3)
+    newest = save_checkpoint(tmp_path, 2, model, opt, {}, keep=3)
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-7])  # truncated, as by a full disk
+    with pytest.raises(CheckpointError, match="does not match its SHA-256"):
+        verify_checkpoint(newest)
+    assert latest_good_checkpoint(tmp_path).name == "step-000001"
+    assert "skipping" in capsys.readouterr().out
+    assert resolve_checkpoint(tmp_path).name == "step-000001"
+
+
+def test_missing_and_invalid_paths_have_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_checkpoint(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="holds no valid checkpoint"):
+        resolve_checkpoint(tmp_path)
+    bad = tmp_path / "checkpoints" / "step-000001"
+    bad.mkdir(parents=True)
+    (bad / "meta.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        verify_checkpoint(bad)
+
+
+def test_meta_is_plain_json(tmp_path):
+    model, opt = _model_and_opt()
+    ckpt = save_checkpoint(tmp_path, 3, model, opt, {"note": "x"})
+    meta = json.loads((ckpt / "meta.json").read_text())
+    assert set(meta["sha256"]) == {"model.safetensors", "optimizer.safetensors"}

@@ -1,0 +1,51 @@
+import pytest
+
+from synthsight.config import ConfigError, apply_overrides, config_from_dict, load_config
+from synthsight.train.build import build_method
+
+
+def test_demo_preset_loads_with_overrides():
+    cfg = load_config("demo", ["trainer.steps=7", "method=simclr", "data.families=[spectrum]", "views.size=16"])
+    assert cfg.trainer.steps == 7
+    assert cfg.method["name"] == "simclr"
+    assert cfg.data.families == ["spectrum"]
+    assert cfg.views.size == 16
+
+
+def test_typo_in_key_names_the_closest_valid_key():
+    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.setps'.*Did you mean 'steps'"):
+        load_config("demo", ["trainer.setps=10"])
+
+
+def test_typo_in_section_is_reported():
+    with pytest.raises(ConfigError, match=r"'trainr'.*Did you mean 'trainer'"):
+        config_from_dict({"trainr": {"steps": 1}})
+
+
+def test_wrong_type_names_the_expected_type():
+    with pytest.raises(ConfigError, match=r"trainer.steps = 'many': expected an integer"):
+        load_config("demo", ["trainer.steps=many"])
+    with pytest.raises(ConfigError, match="expected true or false"):
+        load_config("demo", ["trainer.channels_last=3"])
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match=r"unknown preset 'dmeo'.*Did you mean 'demo'"):
+        load_config("dmeo")
+
+
+def test_override_without_equals_sign():
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["trainer.steps"])
+
+
+def test_unknown_method_option_names_valid_ones():
+    cfg = load_config("demo", ["method.temprature=0.5"])
+    with pytest.raises(ConfigError, match=r"method.temprature.*Did you mean 'temperature'"):
+        build_method(cfg)
+
+
+def test_unknown_method_lists_methods():
+    cfg = load_config("demo", ["method=simclrr"])
+    with pytest.raises(ValueError, match=r"unknown method 'simclrr'; did you mean 'simclr'"):
+        build_method(cfg)

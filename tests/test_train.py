@@ -1,0 +1,92 @@
+import json
+
+import pytest
+import torch
+
+import synthsight.train.loop as loop
+from synthsight.methods.base import StepOutput
+from synthsight.methods.simclr import SimCLR
+from synthsight.train.build import build_method, build_optimizer, build_stream
+from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
+from synthsight.train.loop import NonFiniteLossError, RunFolderError, pretrain
+
+
+def test_simclr_steps_lower_the_loss_on_a_fixed_batch(tiny_config):
+    cfg = tiny_config("trainer.lr=0.003")
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    opt = build_optimizer(cfg, method)
+    images, _ = next(iter(build_stream(cfg)))
+
+    def loss():
+        return method.training_step(images, torch.Generator().manual_seed(0)).loss
+
+    before = loss()
+    assert torch.isfinite(before)
+    for _ in range(5):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < before.item()
+
+
+def test_pretrain_writes_checkpoints_log_and_config(tiny_config, tmp_path):
+    result = pretrain(tiny_config(), tmp_path / "run", progress=False)
+    assert result.steps == 6 and torch.isfinite(torch.tensor(result.final_loss))
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in ckpts] == ["step-000003", "step-000006"]
+    for c in ckpts:
+        verify_checkpoint(c)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["trainer"]["steps"] == 6
+    log = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
+    assert log[0] == "step,loss,lr,images_per_second" and len(log) == 4
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config()
+    straight = pretrain(cfg, tmp_path / "a", progress=False)
+
+    real_save = loop.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        path = real_save(*args, **kwargs)
+        raise KeyboardInterrupt("simulated kill after the first checkpoint")
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, tmp_path / "b", progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-000003"]
+    resumed = pretrain(cfg, tmp_path / "b", resume=True, progress=False)
+
+    from safetensors.torch import load_file
+
+    a = load_file(str(straight.checkpoint / "model.safetensors"))
+    b = load_file(str(resumed.checkpoint / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_output_folder_with_a_different_run_is_refused(tiny_config, tmp_path):
+    pretrain(tiny_config(), tmp_path / "run", progress=False)
+    with pytest.raises(RunFolderError, match="already holds a different run"):
+        pretrain(tiny_config("trainer.lr=0.5"), tmp_path / "run", progress=False)
+    with pytest.raises(RunFolderError, match="--resume"):
+        pretrain(tiny_config(), tmp_path / "run", progress=False)
+    assert len(list_checkpoints(tmp_path / "run")) == 2  # finished work untouched
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(tiny_config, tmp_path, monkeypatch):
+    real_step = SimCLR.training_step
+    calls = {"n": 0}
+
+    def sometimes_nan(self, images, g):
+        calls["n"] += 1
+        out = real_step(self, images, g)
+        return StepOutput(out.loss * float("nan"), out.terms) if calls["n"] == 5 else out
+
+    monkeypatch.setattr(SimCLR, "training_step", sometimes_nan)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4.*step-000003"):
+        pretrain(tiny_config(), tmp_path / "run", progress=False)
+    verify_checkpoint(tmp_path / "run" / "checkpoints" / "step-000003")
