@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from synthsight.cli import build_parser, main
+
+COMMANDS = ["generate", "pretrain", "eval", "report", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: synthsight " + command in capsys.readouterr().out
+
+
+def test_console_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "synthsight", "--help"], capture_output=True, text=True, check=True)
+    for command in COMMANDS:
+        assert command in out.stdout
+
+
+def test_generate_preview_writes_a_png(tmp_path):
+    path = tmp_path / "grid.png"
+    assert main(["generate", "--family", "dead_leaves", "--variant", "mixed", "--n", "4", "--size", "32",
+                 "--preview", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_generator_is_a_clear_error(capsys):
+    assert main(["generate", "--family", "dead_leafs", "--n", "2", "--size", "32", "--preview", "x.png"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown generator 'dead_leafs'" in err and "did you mean 'dead_leaves'" in err
+
+
+def test_config_typo_is_a_clear_error(tmp_path, capsys):
+    assert main(["pretrain", "trainer.stpes=3", "--out", str(tmp_path / "run")]) == 2
+    assert "Did you mean 'steps'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def _npz(path, n=40, size=12, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 60, size=(n, size, size, 3), dtype=np.uint8)
+    images[labels == 1, :, : size // 2] += 150  # class 1: a bright left half
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+def test_pretrain_then_eval_on_npz_writes_metrics_and_report(tiny_config, tmp_path, capsys):
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--out", str(run)]) == 0
+    train, test = _npz(tmp_path / "train.npz"), _npz(tmp_path / "test.npz", seed=1)
+    assert main(["eval", str(run), "--data", str(train), "--test-data", str(test), "--k", "5",
+                 "--compare", "random,pixels", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| random init (same architecture) |" in out and "| synthsight pretrained (synthetic only) |" in out
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    names = [e["name"] for e in metrics["encoders"]]
+    assert names == ["random init (same architecture)", "raw pixels", "synthsight pretrained (synthetic only)"]
+    assert metrics["encoders"][1]["results"]["linear"]["top1"] > 0.9  # the bright half is linearly separable
+    html = (run / "report.html").read_text()
+    assert "k-NN, cosine similarity, k=5" in html and "data:image/png;base64," in html
+    for name in ("samples.png", "views.png", "loss.png", "eval/accuracy.png", "eval/metrics.csv"):
+        assert (run / name).stat().st_size > 0
+
+
+def test_eval_missing_data_path_is_a_clear_error(tiny_config, tmp_path, capsys):
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    main(["pretrain", *TINY, "--out", str(run)])
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(tmp_path / "missing_dir"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "missing_dir" in err and "does not exist" in err
+
+
+def test_parser_lists_all_commands():
+    text = build_parser().format_help()
+    for command in COMMANDS:
+        assert command in text
