@@ -54,6 +54,9 @@ class Generator:
     family: ClassVar[str] = ""
     version: ClassVar[str] = "1"  # bump when the images a config produces change; provenance records it
     variants: ClassVar[tuple[str, ...]] = ()
+    # Families with categories (fractal system, contour parameters, program id) set num_classes and put the
+    # image's class in params["label"] (a 0-dim int64 tensor); the others leave it None.
+    num_classes: int | None = None
 
     def __init__(self, variant: str | None = None, size: int = 128) -> None:
         variant = variant or self.variants[0]
@@ -78,10 +81,17 @@ class Generator:
 
     def generate(self, indices: Sequence[int], seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
         """Images `indices` of stream `seed`: Tensor[len(indices), 3, size, size] in [0, 1]."""
+        return self.generate_with_labels(indices, seed, device)[0]
+
+    def generate_with_labels(
+        self, indices: Sequence[int], seed: int, device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and their class labels (int64 Tensor[B]; -1 for families without categories)."""
         params = [self.sample_params(image_rng(seed, int(i), self.salt)) for i in indices]
+        labels = torch.tensor([int(p["label"]) if "label" in p else -1 for p in params], dtype=torch.long)
         if not params:
-            return torch.empty(0, 3, self.size, self.size, device=device)
-        return self.render(params, torch.device(device))
+            return torch.empty(0, 3, self.size, self.size, device=device), labels
+        return self.render(params, torch.device(device)), labels
 
     def config(self) -> dict[str, Any]:
         """What identifies this generator's output; recorded in manifests and provenance."""
