@@ -1,4 +1,6 @@
-"""Command line: synthsight generate | pretrain | eval | report | demo. Each writes one folder it names at the end.
+"""Command line: synthsight generate | pretrain | eval | report | demo | distill | export | verify.
+
+Each command writes one folder (or checks one) and names it at the end.
 
 Thin by design: every command parses its flags and calls the library.
 """
@@ -52,7 +54,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="fashion-mnist", help="training images: fashion-mnist, an ImageFolder dir or .npz")
     p.add_argument("--test-data", default="fashion-mnist", help="test images, same forms (fashion-mnist = its test split)")
     p.add_argument("--protocols", default="knn,linear", help="comma-separated: knn, linear")
-    p.add_argument("--compare", default="random,pixels",
+    p.add_argument("--compare", default="random",
                    help="baselines, comma-separated: random (same architecture), pixels, or checkpoint paths; '' for none")
     p.add_argument("--size", type=int, default=None, help="resize real images to this side (default: the run's view size)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
@@ -60,6 +62,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=20, help="neighbours for k-NN (default 20; 200 is the other common choice)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/eval)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable or non-image files in an ImageFolder (counted) instead of stopping")
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -82,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthsight", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"synthsight {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_pretrain, _add_eval, _add_report, _add_demo):
+    for add in (_add_generate, _add_pretrain, _add_eval, _add_report, _add_demo, _add_distill, _add_export,
+                _add_verify):
         add(sub)
     return parser
 
@@ -124,6 +129,7 @@ def cmd_pretrain(args: argparse.Namespace) -> Path:
     from synthsight.config import config_from_dict, apply_overrides
     from synthsight.report.html import build_report
     from synthsight.runs import eval_run, pretrain_run
+    from synthsight.train.distributed import is_main_process
 
     resume = args.resume is not None
     run_dir = args.resume if isinstance(args.resume, Path) else args.out
@@ -135,6 +141,8 @@ def cmd_pretrain(args: argparse.Namespace) -> Path:
         cfg = _run_config(args, [])
         run_dir = run_dir or default_dir("pretrain")
     result = pretrain_run(cfg, run_dir, resume=resume)
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return run_dir
     print(f"pretrained {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.0f} img/s), "
           f"final loss {result.final_loss:.4f}")
     if args.eval:
@@ -154,7 +162,7 @@ def cmd_eval(args: argparse.Namespace) -> Path:
     cfg = EvalConfig(
         data=args.data, test_data=args.test_data, protocols=[p for p in args.protocols.split(",") if p],
         compare=[c for c in args.compare.split(",") if c], size=args.size or run_cfg.views.size,
-        limit=args.limit, test_limit=args.test_limit, knn_k=args.k,
+        limit=args.limit, test_limit=args.test_limit, knn_k=args.k, skip_bad=args.skip_bad,
     )
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     out = args.out or (run_dir / "eval" if run_dir else default_dir("eval"))
@@ -196,20 +204,128 @@ def cmd_demo(args: argparse.Namespace) -> Path:
     return run_dir
 
 
+# ------------------------------------------------------------------------- distill, export, verify (issue 7)
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="distil one teacher or an ensemble into a smaller student on synthetic images",
+                       epilog=EPILOG + " The student is model.* of the preset (demo: the small ConvNet).",
+                       description="Teach a student on the synthetic stream only (no labels): soft targets from the "
+                       "teachers' averaged head outputs (MEAL V2) and cosine matching of their embeddings through a "
+                       "linear adapter. The run folder works with eval and export like any pretraining run.")
+    p.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides, e.g. trainer.steps=300 model.width=32")
+    p.add_argument("--teacher", action="append", type=Path, default=[], metavar="CHECKPOINT",
+                   help="teacher run folder or checkpoints/step-N; repeat for an ensemble")
+    p.add_argument("--preset", default="demo", help="preset for the student's data, views, model and trainer")
+    p.add_argument("--loss", default=None, choices=["auto", "soft", "feature", "both"],
+                   help="auto (default): soft targets + feature matching when the teachers' heads share one width, "
+                   "else feature matching only")
+    p.add_argument("--temperature", type=float, default=None, help="softmax temperature of the soft targets (default 1)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/distill-<time>)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a killed distillation run")
+    p.add_argument("--eval", action="store_true",
+                   help="then evaluate the student and every teacher with the same protocols (eval.* keys)")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint: safetensors for timm, ONNX, a model card, provenance",
+                       description="Write backbone weights (safetensors with a timm config.json when timm can rebuild "
+                       "the network), an ONNX graph checked with onnxruntime, README.md (the model card) and "
+                       "provenance.json with the SHA-256 of every exported file.")
+    p.add_argument("checkpoint", type=Path, help="a run folder (its newest good checkpoint) or checkpoints/step-N")
+    p.add_argument("--format", default="safetensors,onnx", help="comma-separated: safetensors, onnx (default both)")
+    p.add_argument("--with-head", action="store_true", help="also export the method's head (e.g. SimCLR projector)")
+    p.add_argument("--out", type=Path, default=None, help="export folder (default RUN_DIR/export)")
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="re-check a provenance.json: regenerate sample images, compare hashes",
+                       description="Regenerate the recorded sample of training images with this code, compare their "
+                       "SHA-256, check the config, generator versions, image ranges and weights files. Prints PASS "
+                       "(exit 0) or exactly what differs (exit 1).")
+    p.add_argument("provenance", type=Path, help="a provenance.json, or a run or export folder holding one")
+
+
+def cmd_distill(args: argparse.Namespace) -> Path:
+    import dataclasses
+
+    import yaml
+
+    from synthsight.config import apply_overrides, config_from_dict, preset_path
+    from synthsight.runs import eval_run, pretrain_run
+    from synthsight.train.checkpoint import resolve_checkpoint
+    from synthsight.train.distributed import is_main_process
+
+    if args.resume is not None:
+        return cmd_pretrain(argparse.Namespace(resume=args.resume, out=None, overrides=args.overrides,
+                                               eval=args.eval, preset=None))
+    if not args.teacher:
+        raise ValueError("name at least one teacher: --teacher RUN_DIR (repeat it for an ensemble)")
+    values = yaml.safe_load(preset_path(args.preset).read_text()) or {}
+    method = {"name": "distill", "teachers": [str(resolve_checkpoint(t)) for t in args.teacher]}
+    method.update({k: v for k, v in (("loss", args.loss), ("temperature", args.temperature)) if v is not None})
+    values["method"] = method  # the preset's own method options belong to another method
+    cfg = config_from_dict(apply_overrides(values, list(args.overrides)))
+    run_dir = args.out or default_dir("distill")
+    print(f"synthsight distill: {len(method['teachers'])} teacher(s) -> {cfg.model.backbone}, {cfg.trainer.steps} "
+          f"steps x {cfg.trainer.batch_size} synthetic images; run folder {run_dir}")
+    result = pretrain_run(cfg, run_dir)
+    if not is_main_process():
+        return run_dir
+    print(f"distilled {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss:.4f}")
+    if args.eval:
+        from synthsight.eval.run import results_table
+
+        eval_cfg = dataclasses.replace(cfg.eval, compare=list(cfg.eval.compare) + method["teachers"])
+        device = cfg.trainer.device if cfg.trainer.device != "auto" else "cpu"
+        report = eval_run(run_dir, eval_cfg, run_dir / "eval", device=device)
+        print(results_table(report.encoders, eval_cfg.protocols))
+    print(f"run folder: {run_dir}")
+    return run_dir
+
+
+def cmd_export(args: argparse.Namespace) -> Path:
+    from synthsight.export.exporter import export
+    from synthsight.train.checkpoint import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(args.checkpoint)
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+    out = args.out or (run_dir / "export" if run_dir else default_dir("export"))
+    info = export(ckpt, args.format, out, with_head=args.with_head)
+    for name in info["files"]:
+        print(f"  {out / name}")
+    if info.get("timm_architecture"):
+        print(f"timm: timm.create_model('{info['timm_architecture']}', pretrained=True, num_classes=0, "
+              f"pretrained_cfg_overlay=dict(file='{out / 'model.safetensors'}'))")
+    else:
+        print(f"note: not loadable by timm alone: {info.get('timm_reason')}")
+    if "onnx" in info:
+        print(f"onnx: matches PyTorch within rtol={info['onnx']['rtol']}, atol={info['onnx']['atol']} "
+              f"(max |diff| {info['onnx']['max_abs_diff']})")
+    print(f"export folder: {out}")
+    return out
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from synthsight.provenance import main_verify
+
+    return main_verify(args.provenance)
+
+
 COMMANDS = {"generate": cmd_generate, "pretrain": cmd_pretrain, "eval": cmd_eval, "report": cmd_report,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "distill": cmd_distill, "export": cmd_export, "verify": cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)  # an int is an exit status (verify: 1 = FAIL); a Path means success
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         if os.environ.get("SYNTHSIGHT_DEBUG"):
             raise
         print(f"synthsight {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

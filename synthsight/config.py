@@ -29,12 +29,49 @@ class ConfigError(ValueError):
     """A configuration value or key that cannot be used; the message says which and how to fix it."""
 
 
+def _rule(rule: str) -> tuple[Any, str]:
+    """'>0', '>=1', '[0,1]', '(0,1]' -> (predicate, wording)."""
+    if rule.startswith(">="):
+        low = float(rule[2:])
+        return (lambda v: v >= low), f">= {rule[2:]}"
+    if rule.startswith(">"):
+        low = float(rule[1:])
+        return (lambda v: v > low), f"> {rule[1:]}"
+    lo_text, hi_text = rule[1:-1].split(",")
+    lo, hi, open_lo = float(lo_text), float(hi_text), rule[0] == "("
+    return (lambda v: (v > lo if open_lo else v >= lo) and v <= hi), f"in {rule}"
+
+
+def check_ranges(obj: Any, section: str, **rules: str) -> None:
+    """Raise ConfigError for a field outside its range, e.g. check_ranges(cfg, "trainer", steps=">=1", lr=">0");
+    None is always allowed (optional fields), lists are checked item by item."""
+    for name, rule in rules.items():
+        value = getattr(obj, name)
+        ok, wording = _rule(rule)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and not ok(item):
+                raise ConfigError(f"{section}.{name} = {value!r}: must be {wording}")
+
+
+def check_choices(obj: Any, section: str, **choices: tuple[str, ...]) -> None:
+    for name, valid in choices.items():
+        value = getattr(obj, name)
+        if value not in valid:
+            hint = _closest(str(value), list(valid))
+            raise ConfigError(f"{section}.{name} = {value!r}: must be one of {', '.join(valid)}.{hint}".rstrip("."))
+
+
 @dataclass
 class DataConfig:
     families: list[str] = field(default_factory=lambda: ["dead_leaves/mixed", "spectrum/color"])  # family[/variant]
     weights: list[float] | None = None  # sampling weight per family; None = equal
     render_size: int = 64  # generators render at this side; views are cropped and resized from it
     seed: int = 0  # stream seed: image i is a pure function of (family, config, seed, i)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "data", render_size=">=8", weights=">=0")
+        if not self.families:
+            raise ConfigError("data.families is empty: name at least one generator family, e.g. [dead_leaves/mixed]")
 
 
 @dataclass
@@ -43,11 +80,14 @@ class ModelConfig:
     small_stem: bool = True  # 3x3 stride-1 stem without max-pool for ResNets on 32-64 px images
     width: int = 64  # base width of the small ConvNet
 
+    def __post_init__(self) -> None:
+        check_ranges(self, "model", width=">=2")
+
 
 @dataclass
 class TrainerConfig:
-    steps: int = 300  # optimisation steps (one batch each)
-    batch_size: int = 256  # synthetic images per step (two views each for SimCLR)
+    steps: int = 300  # optimisation steps (one global batch each)
+    batch_size: int = 256  # global batch: images per optimisation step over all processes and accumulation steps
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 2e-3  # peak learning rate after warm-up (AdamW); use ~0.3 x batch/256 for SGD
     weight_decay: float = 1e-4
@@ -55,14 +95,26 @@ class TrainerConfig:
     min_lr: float = 0.0
     amp: str = "bf16"  # bf16 | fp16 | none; bf16 trains ~3.8x faster on CPUs with AMX and is safe from overflow
     channels_last: bool = True
+    compile: bool = False  # torch.compile the backbone and heads: faster steps after a slow first one (minutes on CPU)
+    accumulate: int = 1  # micro-batches per step (gradient accumulation): same global batch in less memory
+    sync_bn: bool = False  # with several processes, BatchNorm statistics over the global batch (SyncBatchNorm)
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
-    threads: int = 0  # torch intra-op threads; 0 = all cores
+    skip_nonfinite: bool = False  # skip (and count) a step whose loss or gradient is NaN/Inf instead of stopping
+    threads: int = 0  # torch intra-op threads; 0 = all cores (under torchrun: OMP_NUM_THREADS, 1 by default)
     workers: int = 1  # data-loader processes generating images beside training; 0 = generate in the main process
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each process takes cuda:LOCAL_RANK
     seed: int = 0  # seeds initialisation and augmentations
     log_every: int = 10  # steps between progress-bar and log updates
     checkpoint_every: int = 100  # steps between checkpoints (one is always written at the end)
-    keep_checkpoints: int = 2  # older checkpoints are deleted
+    keep_checkpoints: int = 2  # older checkpoints are deleted; 0 keeps all
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "trainer", steps=">=1", batch_size=">=2", lr=">0", weight_decay=">=0", warmup_steps=">=0",
+                     min_lr=">=0", accumulate=">=1", grad_clip=">=0", threads=">=0", workers=">=0", log_every=">=1",
+                     checkpoint_every=">=1", keep_checkpoints=">=0")
+        check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"))
+        if self.min_lr > self.lr:
+            raise ConfigError(f"trainer.min_lr = {self.min_lr} is above trainer.lr = {self.lr}; lower it")
 
 
 @dataclass
@@ -70,13 +122,18 @@ class EvalConfig:
     data: str = "fashion-mnist"  # training split for k-NN / linear probe: 'fashion-mnist', an ImageFolder dir or .npz
     test_data: str = "fashion-mnist"  # test split, same forms
     protocols: list[str] = field(default_factory=lambda: ["knn", "linear"])
-    compare: list[str] = field(default_factory=lambda: ["random", "pixels"])  # baselines: random init, raw pixels
+    compare: list[str] = field(default_factory=lambda: ["random"])  # baselines: random (same arch), pixels, checkpoints
     size: int = 32  # real images are resized to this side (match views.size)
     limit: int | None = None  # subsample the training split (None = all)
     test_limit: int | None = None
     knn_k: int = 20
     knn_temperature: float = 0.07
     batch_size: int = 512  # feature-extraction batch
+    skip_bad: bool = False  # skip unreadable files in an ImageFolder (counted and reported) instead of stopping
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "eval", size=">=1", limit=">=1", test_limit=">=1", knn_k=">=1", knn_temperature=">0",
+                     batch_size=">=1")
 
 
 @dataclass

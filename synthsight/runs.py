@@ -13,7 +13,9 @@ from synthsight.augment.views import make_view
 from synthsight.config import Config, EvalConfig
 from synthsight.eval.run import EvalReport, evaluate, results_table
 from synthsight.generators.io import save_grid
+from synthsight.provenance import write_provenance
 from synthsight.train.build import build_stream
+from synthsight.train.distributed import env_world_size, is_main_process
 from synthsight.train.loop import TrainResult, pretrain
 
 
@@ -31,16 +33,19 @@ def write_samples(cfg: Config, run_dir: Path, n: int = 32) -> None:
 
 
 def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Pretrain, then write sample grids, train_summary.json and provenance.json (under torchrun: rank 0 only)."""
     result = pretrain(cfg, run_dir, resume=resume, progress=progress)
+    if not is_main_process():
+        return result
     write_samples(cfg, run_dir)
     summary = {
         "steps": result.steps, "final_loss": round(result.final_loss, 4), "seconds": round(result.seconds, 1),
         "images_per_second": round(result.images_per_second, 1), "checkpoint": str(result.checkpoint),
         "synthetic_images_seen": result.steps * cfg.trainer.batch_size, "device": cfg.trainer.device,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "processes": env_world_size(), "skipped_steps": result.skipped_steps,
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size())  # what `synthsight verify` checks
     return result
 
 

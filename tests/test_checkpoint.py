@@ -73,3 +73,63 @@ def test_meta_is_plain_json(tmp_path):
     ckpt = save_checkpoint(tmp_path, 3, model, opt, {"note": "x"})
     meta = json.loads((ckpt / "meta.json").read_text())
     assert set(meta["sha256"]) == {"model.safetensors", "optimizer.safetensors"}
+
+
+def test_disk_full_leaves_previous_checkpoint_and_latest(tmp_path, monkeypatch):
+    import errno
+
+    import synthsight.train.checkpoint as checkpoint
+
+    model, opt = _model_and_opt()
+    save_checkpoint(tmp_path, 1, model, opt, {})
+
+    def full(tensors, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"\0" * 10)  # a partial file, as a full disk leaves
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(CheckpointError, match=r"step-000002 .* the disk is full \(No space left on device\); the "
+                                              r"previous checkpoint .*step-000001 is intact.*Free some space"):
+        save_checkpoint(tmp_path, 2, model, opt, {})
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-000001"]
+    assert (root / "latest").read_text() == "step-000001"
+    verify_checkpoint(root / "step-000001")
+
+
+def test_renames_are_made_durable_by_fsyncing_the_directory(tmp_path, monkeypatch):
+    import synthsight.train.checkpoint as checkpoint
+
+    synced = []
+    real = checkpoint._fsync_dir
+    monkeypatch.setattr(checkpoint, "_fsync_dir", lambda p: (synced.append(p), real(p)))
+    model, opt = _model_and_opt()
+    save_checkpoint(tmp_path, 1, model, opt, {})
+    assert synced.count(tmp_path / "checkpoints") == 2  # after the checkpoint rename and after `latest`
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a checkpoint load unpickled something")
+
+    model, opt = _model_and_opt()
+    ckpt = save_checkpoint(tmp_path, 1, model, opt, {"note": "x"})
+    for module, name in ((pickle, "load"), (pickle, "loads"), (torch, "load")):
+        monkeypatch.setattr(module, name, refuse)
+    other, other_opt = _model_and_opt(1)
+    assert load_checkpoint(ckpt, other, other_opt)["note"] == "x"
+
+
+def test_rewriting_a_step_replaces_it_and_stale_temporaries_are_removed(tmp_path):
+    from synthsight.train.checkpoint import remove_stale_temporaries
+
+    model, opt = _model_and_opt()
+    save_checkpoint(tmp_path, 1, model, opt, {"n": 1})
+    save_checkpoint(tmp_path, 1, model, opt, {"n": 2})  # e.g. after resuming from an earlier one
+    assert verify_checkpoint(tmp_path / "checkpoints" / "step-000001")["n"] == 2
+    (tmp_path / "checkpoints" / ".tmp-step-000002-123").mkdir()  # a kill in the middle of a write
+    remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", "step-000001"]

@@ -1,7 +1,9 @@
-"""Batched tensor augmentations: every image of a batch gets its own parameters, drawn from one generator.
+"""Batched tensor augmentations: every image of a batch gets its own parameters.
 
-Parameters are drawn on the CPU from a `torch.Generator` (so a run is reproducible on any device) and applied as
-whole-batch tensor operations: one `grid_sample` for crop + flip, a few broadcasts for colour.
+Parameters are drawn on the CPU (so a run is reproducible on any device), either from one `torch.Generator` for
+the batch or from each image's own stream (`augment.rng.PerImageRandom`, what training uses, so an image's
+augmentation does not depend on its batch or rank), and applied as whole-batch tensor operations: one
+`grid_sample` for crop + flip, a few broadcasts for colour.
 
 Example:
     >>> g = torch.Generator().manual_seed(0)
@@ -16,21 +18,23 @@ import math
 import torch
 import torch.nn.functional as F
 
+from synthsight.augment.rng import Randomness, rand
+
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def _uniform(g: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
-    return torch.rand(n, generator=g) * (high - low) + low
+def _uniform(g: Randomness, n: int, low: float, high: float) -> torch.Tensor:
+    return rand(g, n) * (high - low) + low
 
 
-def _coin(g: torch.Generator, n: int, p: float) -> torch.Tensor:
-    return torch.rand(n, generator=g) < p
+def _coin(g: Randomness, n: int, p: float) -> torch.Tensor:
+    return rand(g, n) < p
 
 
 def random_resized_crop(
     x: torch.Tensor,
     size: int,
-    g: torch.Generator,
+    g: Randomness,
     scale: tuple[float, float] = (0.2, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     flip_p: float = 0.5,
@@ -45,8 +49,8 @@ def random_resized_crop(
     aspect = torch.exp(log_r)
     w = torch.sqrt(area * aspect).clamp(max=1.0)  # fraction of the width
     h = torch.sqrt(area / aspect).clamp(max=1.0)
-    cx = (torch.rand(b, generator=g) * 2 - 1) * (1 - w)  # centre in [-1, 1] keeping the crop inside
-    cy = (torch.rand(b, generator=g) * 2 - 1) * (1 - h)
+    cx = (rand(g, b) * 2 - 1) * (1 - w)  # centre in [-1, 1] keeping the crop inside
+    cy = (rand(g, b) * 2 - 1) * (1 - h)
     flip = torch.where(_coin(g, b, flip_p), -1.0, 1.0)
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = w * flip
@@ -82,7 +86,7 @@ def _hue_rotation(angle: torch.Tensor) -> torch.Tensor:
 
 def color_jitter(
     x: torch.Tensor,
-    g: torch.Generator,
+    g: Randomness,
     brightness: float = 0.4,
     contrast: float = 0.4,
     saturation: float = 0.4,
@@ -110,7 +114,7 @@ def color_jitter(
     return x.clamp(0, 1)
 
 
-def random_grayscale(x: torch.Tensor, g: torch.Generator, p: float = 0.2) -> torch.Tensor:
+def random_grayscale(x: torch.Tensor, g: Randomness, p: float = 0.2) -> torch.Tensor:
     """Replace a random fraction p of the batch by its grey version (kept as 3 channels)."""
     pick = _per_sample(_coin(g, x.shape[0], p).float(), x)
     return x * (1 - pick) + grayscale(x).expand_as(x) * pick

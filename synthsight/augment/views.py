@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from synthsight.augment.ops import color_jitter, random_grayscale, random_resized_crop
+from synthsight.augment.rng import Randomness
 
 
 @dataclass
@@ -23,14 +24,20 @@ class ViewConfig:
     hue: float = 0.1
     grayscale_p: float = 0.2
 
+    def __post_init__(self) -> None:
+        from synthsight.config import check_ranges  # config imports this module
 
-def make_view(images: torch.Tensor, g: torch.Generator, cfg: ViewConfig) -> torch.Tensor:
+        check_ranges(self, "views", size=">=1", crop_scale_min="(0,1]", flip_p="[0,1]", jitter_p="[0,1]",
+                     brightness=">=0", contrast=">=0", saturation=">=0", hue="[0,0.5]", grayscale_p="[0,1]")
+
+
+def make_view(images: torch.Tensor, g: Randomness, cfg: ViewConfig) -> torch.Tensor:
     """One augmented view of every image: Tensor[B, 3, S, S] in [0, 1] -> Tensor[B, 3, cfg.size, cfg.size]."""
     x = random_resized_crop(images, cfg.size, g, scale=(cfg.crop_scale_min, 1.0), flip_p=cfg.flip_p)
     x = color_jitter(x, g, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, p=cfg.jitter_p)
     return random_grayscale(x, g, p=cfg.grayscale_p)
 
 
-def two_views(images: torch.Tensor, g: torch.Generator, cfg: ViewConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def two_views(images: torch.Tensor, g: Randomness, cfg: ViewConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent views of every image (the positive pairs of SimCLR, BYOL, MoCo)."""
     return make_view(images, g, cfg), make_view(images, g, cfg)

@@ -205,7 +205,7 @@ def _load_image_folder(root: Path, size: int, limit: int | None, seed: int, skip
             if not skip_bad:
                 raise DatasetError(
                     f"cannot read image {files[i]} ({type(exc).__name__}: {exc}); remove or replace the file, "
-                    "or pass skip_bad=True to skip unreadable files"
+                    "or skip unreadable files with skip_bad=True (`synthsight eval --skip-bad`)"
                 ) from exc
             bad.append(str(files[i]))
     if bad:

@@ -105,9 +105,11 @@ def evaluate(checkpoint: Path, cfg: EvalConfig, device: str | torch.device = "cp
         if name not in PROTOCOLS:
             raise ValueError(unknown_name_message("protocol", name, list(PROTOCOLS)))
     backbone, run_cfg, ckpt = load_backbone(checkpoint)
-    train = load_dataset(cfg.data, "train", size=cfg.size, limit=cfg.limit)
-    test = load_dataset(cfg.test_data, "test", size=cfg.size, limit=cfg.test_limit)
+    train = load_dataset(cfg.data, "train", size=cfg.size, limit=cfg.limit, skip_bad=cfg.skip_bad)
+    test = load_dataset(cfg.test_data, "test", size=cfg.size, limit=cfg.test_limit, skip_bad=cfg.skip_bad)
     log(f"eval: {len(train.labels)} train images from {train.source}, {len(test.labels)} test from {test.source}")
+    if train.n_skipped or test.n_skipped:
+        log(f"eval: skipped {train.n_skipped} unreadable train and {test.n_skipped} unreadable test files (--skip-bad)")
 
     encoders: list[tuple[str, Callable[[LabeledImages], torch.Tensor]]] = []
 

@@ -1,6 +1,6 @@
 """Procedural image families, one file each, registered by name in `GENERATORS`."""
 
-from synthsight.generators import dead_leaves, spectrum  # noqa: F401  (registers the families)
+from synthsight.generators import contours, dead_leaves, fractal_ifs, mix, programs, spectrum, statistical, stylegan_random  # noqa: F401  (registers the families)
 from synthsight.generators.base import Generator, image_rng, image_seed
 from synthsight.registry import GENERATORS
 

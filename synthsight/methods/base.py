@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from synthsight.augment.rng import Randomness
+
 
 @dataclass
 class StepOutput:
@@ -20,13 +22,21 @@ class Method(nn.Module):
     """A backbone plus whatever heads the method trains. `backbone` is what evaluation and export keep."""
 
     config_class: type  # the dataclass of the method's own options (method.<key>=... on the command line)
+    memory_format: torch.memory_format = torch.channels_last  # of the network input; set from trainer.channels_last
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
-    def training_step(self, images: torch.Tensor, g: torch.Generator) -> StepOutput:
-        """Loss for one batch of synthetic images (Tensor[B, 3, S, S] in [0, 1]); `g` draws the augmentations."""
+    def training_step(self, images: torch.Tensor, g: Randomness) -> StepOutput:
+        """Loss for one batch of synthetic images (Tensor[B, 3, S, S] in [0, 1]).
+
+        `g` draws the augmentations: pass it to the `augment` ops unchanged. In training it is per-image
+        randomness (`augment.rng.PerImageRandom`) built from (seed, step, global image index), so the views do not
+        depend on the rank or micro-batch holding an image; a plain `torch.Generator` works too. Under
+        torch.distributed this batch is this rank's slice; gather embeddings with
+        `train.distributed.gather_with_grad` when the loss needs the global batch (e.g. negatives).
+        """
         raise NotImplementedError
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:

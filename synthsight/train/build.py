@@ -9,6 +9,7 @@ from synthsight.generators import GENERATORS, Generator
 from synthsight.generators.stream import SyntheticStream
 from synthsight.methods import METHODS, Method
 from synthsight.models.backbones import create_backbone
+from synthsight.train import distributed
 
 
 def build_generators(cfg: Config) -> list[Generator]:
@@ -24,10 +25,11 @@ def build_generators(cfg: Config) -> list[Generator]:
 
 
 def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = None, rank: int = 0,
-                 world_size: int = 1) -> SyntheticStream:
+                 world_size: int = 1, batch_size: int | None = None) -> SyntheticStream:
+    """The configured stream; `batch_size` is per rank and micro-batch (default trainer.batch_size, one process)."""
     return SyntheticStream(
-        build_generators(cfg), seed=cfg.data.seed, batch_size=cfg.trainer.batch_size, weights=cfg.data.weights,
-        start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
+        build_generators(cfg), seed=cfg.data.seed, batch_size=batch_size or cfg.trainer.batch_size,
+        weights=cfg.data.weights, start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
     )
 
 
@@ -58,8 +60,5 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu")
-    return torch.device(name)
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a device that exists here (or a ConfigError saying so)."""
+    return distributed.resolve_device(name)

@@ -4,12 +4,15 @@ Layout of a run folder:
     checkpoints/step-000300/{model.safetensors, optimizer.safetensors, meta.json}
     checkpoints/latest            name of the newest complete checkpoint
 
-A checkpoint directory is assembled under a temporary name, every file fsync'ed, then renamed into place, so a
-kill at any moment leaves either the old set or the new set, never a half-written one.
+A checkpoint directory is assembled under a temporary name, every file fsync'ed, then renamed into place and the
+parent directory fsync'ed, so a kill or power loss at any moment leaves either the old set or the new set, never a
+half-written one. A write that fails (a full disk) removes its temporary folder and leaves the previous checkpoint
+and `latest` untouched. Loading never unpickles: tensors come from safetensors, everything else from JSON.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -44,12 +47,42 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync and rename."""
+    """Write via a temporary file, fsync, rename and fsync the directory."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    _fsync(tmp)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete half-written checkpoint folders left by a killed run (never a complete checkpoint)."""
+    root = Path(run_dir) / "checkpoints"
+    if root.is_dir():
+        for tmp in list(root.glob(".tmp-*")) + list(root.glob(".old-*")) + list(root.glob(".latest.tmp-*")):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -75,11 +108,44 @@ def save_checkpoint(
     run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any],
     keep: int = 2,
 ) -> Path:
-    """Write checkpoints/step-{step}/ atomically, point `latest` at it, and keep only the newest `keep`."""
+    """Write checkpoints/step-{step}/ atomically, point `latest` at it, and keep only the newest `keep`.
+
+    Raises CheckpointError (naming the previous checkpoint, which stays intact) when the write fails, e.g. ENOSPC.
+    """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
     tmp = root / f".tmp-{name}-{os.getpid()}"
+    try:
+        _write_checkpoint_dir(tmp, step, model, optimizer, meta)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(_write_failed_message(root, name, err)) from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = root / name
+    old = root / f".old-{name}-{os.getpid()}"
+    if final.exists():  # rewriting a step (after a fall-back resume): move the old copy aside, never delete first
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    shutil.rmtree(old, ignore_errors=True)
+    try:
+        write_text_atomic(root / "latest", name)
+    except OSError as err:
+        raise CheckpointError(
+            f"{final} was written but {root / 'latest'} could not be updated ({err}); the checkpoint itself is "
+            "complete and --resume will find it"
+        ) from err
+    for stale in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def _write_checkpoint_dir(
+    tmp: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
+) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -91,20 +157,27 @@ def save_checkpoint(
     (tmp / "meta.json").write_text(json.dumps(record, indent=1))
     for f in (*FILES, "meta.json"):
         _fsync(tmp / f)
-    final = root / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    write_text_atomic(root / "latest", name)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    _fsync_dir(tmp)
+
+
+def _write_failed_message(root: Path, name: str, err: OSError) -> str:
+    previous = (root / "latest").read_text().strip() if (root / "latest").is_file() else None
+    kept = f"the previous checkpoint {root / previous} is intact and `latest` still points to it" if previous \
+        else "no earlier checkpoint exists"
+    reason = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else f"{type(err).__name__}"
+    return (
+        f"could not write checkpoint {name} in {root}: {reason} ({err.strerror or err}); {kept}. "
+        "Free some space (or lower trainer.keep_checkpoints), then continue with --resume"
+    )
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete-looking checkpoint directories, oldest first."""
     root = Path(run_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step-*") if p.is_dir()) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))  # numerically: step-1000000 comes after step-999999
 
 
 def read_meta(ckpt: Path) -> dict[str, Any]:

@@ -1,4 +1,15 @@
-"""The pretraining loop: stream -> method loss -> optimiser, with AMP, schedules, checkpoints and resume.
+"""The pretraining loop: stream -> method loss -> optimiser, with AMP, schedules, checkpoints, resume, and data
+parallelism under torchrun (`torchrun --nproc_per_node=N -m synthsight pretrain ...`).
+
+Batch semantics: trainer.batch_size is the global batch of one optimisation step. Each of W processes renders
+batch_size / (W x trainer.accumulate) images per micro-batch, and global batch s is always images
+[s x batch_size, (s + 1) x batch_size) of the stream, whatever W and accumulate are.
+
+Why a kill loses nothing but time: everything the next step depends on is either in the checkpoint (weights and
+buffers, optimiser state, loss-scaler state, skipped-step count, the log) or a pure function of the step (learning
+rate, stream position, each image's augmentation = f(seed, step, image index), and the torch RNG, reseeded from
+(seed, step, rank) before every step for whatever else draws from it). So `--resume` continues bit for bit
+(on CPU; some CUDA kernels are not deterministic).
 
 Example:
     >>> result = pretrain(load_config("demo"), Path("runs/demo"))
@@ -8,28 +19,50 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from synthsight import __version__
-from synthsight.config import Config
+from synthsight.augment.rng import PerImageRandom
+from synthsight.config import Config, ConfigError
 from synthsight.generators.base import image_seed
-from synthsight.train.build import build_method, build_optimizer, build_stream, resolve_device
-from synthsight.train.checkpoint import latest_good_checkpoint, load_checkpoint, save_checkpoint
+from synthsight.train.build import build_generators, build_method, build_optimizer, build_stream
+from synthsight.train.checkpoint import (
+    latest_good_checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint, write_text_atomic,
+)
+from synthsight.train.distributed import (
+    DistContext, average_buffers, average_gradients, broadcast_int, broadcast_module, broadcast_str,
+    convert_sync_batchnorm, distributed_session, mean_across_ranks, on_main,
+)
 from synthsight.train.schedules import warmup_cosine
 
-LOG_FIELDS = ["step", "loss", "lr", "images_per_second"]
+LOG_FIELDS = ["step", "loss", "lr", "images_per_second", "skipped"]
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step, the terms and the last good checkpoint."""
+class NonFiniteError(RuntimeError):
+    """A NaN or infinite loss or gradient; the message names the step, the terms and the last good checkpoint."""
+
+
+class NonFiniteLossError(NonFiniteError):
+    """The loss became NaN or infinite."""
+
+
+class NonFiniteGradientError(NonFiniteError):
+    """The loss was finite but a gradient was not."""
+
+
+class TrainingOOMError(RuntimeError):
+    """The device ran out of memory; the message suggests a smaller batch or fewer crops."""
 
 
 class RunFolderError(ValueError):
@@ -44,6 +77,7 @@ class TrainResult:
     seconds: float
     images_per_second: float
     checkpoint: Path
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (trainer.skip_nonfinite=true)
 
 
 def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -71,94 +105,224 @@ def prepare_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
             )
         if (run_dir / "checkpoints" / "latest").exists():
             raise RunFolderError(f"{run_dir} already holds this run's checkpoints; pass --resume to continue it")
-    path.write_text(json.dumps(current, indent=1))
+    write_text_atomic(path, json.dumps(current, indent=1))
 
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # generation workers share the cores with training
 
 
-def _read_log(path: Path, before_step: int) -> list[dict[str, str]]:
+def _read_log(path: Path, upto_step: int) -> list[dict[str, str]]:
     if not path.is_file():
         return []
     with open(path) as f:
-        return [row for row in csv.DictReader(f) if int(row["step"]) < before_step]
+        return [row for row in csv.DictReader(f) if int(row["step"]) <= upto_step]
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def micro_batch_size(batch_size: int, world_size: int, accumulate: int) -> int:
+    """Images per process and micro-batch for a global batch of `batch_size`."""
+    parts = world_size * accumulate
+    if batch_size % parts:
+        raise ConfigError(
+            f"trainer.batch_size={batch_size} (the global batch) must split evenly over {world_size} process(es) x "
+            f"trainer.accumulate={accumulate} micro-batches; use a multiple of {parts}"
+        )
+    return batch_size // parts
+
+
+def build_training(
+    cfg: Config, device: torch.device
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.amp.GradScaler]:
+    """The method (with trainer.sync_bn, channels_last and compile applied), its optimiser and loss scaler."""
+    t = cfg.trainer
+    torch.manual_seed(t.seed)
+    method = build_method(cfg)
+    if t.sync_bn:
+        convert_sync_batchnorm(method)
+    method = method.to(device)
+    method.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    if t.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    if t.compile:
+        for child in method.children():
+            child.compile()  # in place: parameter names (and so checkpoints) stay the same
+    optimizer = build_optimizer(cfg, method)
+    return method, optimizer, torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
+
+
+def _resume_point(ctx: DistContext, run_dir: Path) -> Path | None:
+    """Rank 0 picks the newest checkpoint that verifies (skipping corrupt ones); every rank gets the same one."""
+    ckpt = on_main(ctx, latest_good_checkpoint, run_dir)
+    step = broadcast_int(ctx, int(ckpt.name.split("-")[1]) if ckpt is not None else -1)
+    return None if step < 0 else run_dir / "checkpoints" / f"step-{step:06d}"
+
+
+def _grad_norm(params: list[torch.nn.Parameter], clip: float) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    if clip > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, clip))
+    return float(torch.nn.utils.get_total_norm(grads))
+
+
+def _nonfinite_params(method: torch.nn.Module) -> str:
+    bad = [n for n, p in method.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+
+
+def _oom_message(cfg: Config, ctx: DistContext, per_rank: int, step: int, last_ckpt: Path | None) -> str:
+    t = cfg.trainer
+    where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+    return (
+        f"{ctx.device} ran out of memory at step {step} with {per_rank} images (x their views) per micro-batch on "
+        f"each of {ctx.world_size} process(es). Use a smaller batch: lower trainer.batch_size, or keep it and raise "
+        f"trainer.accumulate (e.g. trainer.accumulate={2 * t.accumulate}); or fewer/smaller crops (views.size="
+        f"{cfg.views.size}, fewer local crops); trainer.amp=bf16 also helps. {where}; continue with --resume"
+    )
+
+
+def forward_backward(
+    method: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, batches: Iterator,
+    cfg: Config, step: int, device: torch.device,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Gradients of one step, summed over trainer.accumulate micro-batches; returns this rank's mean loss and the
+    last micro-batch's loss terms."""
+    t = cfg.trainer
+    optimizer.zero_grad(set_to_none=True)
+    total, terms = torch.zeros((), device=device), {}
+    for _ in range(t.accumulate):
+        images, indices = next(batches, (None, None))
+        if images is None:
+            raise RuntimeError(f"the image stream ended at step {step} of {t.steps}")
+        g = PerImageRandom.for_images(t.seed, step, indices.tolist())  # augmentation: f(seed, step, image)
+        with autocast_context(t.amp, device):
+            out = method.training_step(images.to(device, non_blocking=True), g)
+        scaler.scale(out.loss / t.accumulate).backward()
+        total += out.loss.detach().float()
+        terms = out.terms
+    return total / t.accumulate, terms
+
+
+def _nonfinite_error(problem: str, step: int, loss: float, grad_norm: float, terms: dict[str, float],
+                     method: torch.nn.Module, last_ckpt: Path | None) -> NonFiniteError:
+    where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+    advice = ("Try a lower trainer.lr, trainer.amp=bf16 instead of fp16, or trainer.grad_clip=3.0, or "
+              "trainer.skip_nonfinite=true to skip such steps, then --resume")
+    if problem == "loss":
+        return NonFiniteLossError(f"loss is {loss} at step {step} (terms {terms}); {where}. {advice}")
+    return NonFiniteGradientError(
+        f"gradient norm is {grad_norm} at step {step} (loss {loss:.5f}, terms {terms}; non-finite in "
+        f"{_nonfinite_params(method)}); {where}. {advice}"
+    )
 
 
 def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train cfg.method on the synthetic stream for cfg.trainer.steps steps; checkpoints go to run_dir."""
+    """Train cfg.method on the synthetic stream for cfg.trainer.steps steps; checkpoints go to run_dir.
+
+    Under torchrun every process calls this; rank 0's run_dir is used, and only rank 0 logs and writes.
+    """
+    with distributed_session(cfg.trainer.device) as ctx:
+        return _pretrain(cfg, Path(run_dir), resume, progress, ctx)
+
+
+def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: DistContext) -> TrainResult:
     t = cfg.trainer
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, cfg, resume)
+    per_rank = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
-    torch.manual_seed(t.seed)
-    method = build_method(cfg).to(device)
-    if t.channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg, method)
-    scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
+    device = ctx.device
+    build_generators(cfg)  # a bad family or method option fails here, before the run folder is touched
+    method, optimizer, scaler = build_training(cfg, device)
+    run_dir = Path(broadcast_str(ctx, str(run_dir)))
+    on_main(ctx, prepare_run_dir, run_dir, cfg, resume)
+    on_main(ctx, remove_stale_temporaries, run_dir)
 
-    start, last_ckpt = 0, None
+    start, last_ckpt, skipped = 0, None, 0
     if resume:
-        last_ckpt = latest_good_checkpoint(run_dir)
+        last_ckpt = _resume_point(ctx, run_dir)
+        if last_ckpt is None and ctx.is_main:
+            print(f"warning: {run_dir} holds no valid checkpoint; starting from step 0", file=sys.stderr)
         if last_ckpt is not None:
-            start = load_checkpoint(last_ckpt, method, optimizer)["step"]
+            meta = load_checkpoint(last_ckpt, method, optimizer)
+            start, skipped = meta["step"], meta.get("skipped_steps", 0)
+            if scaler.is_enabled() and meta.get("scaler"):
+                scaler.load_state_dict(meta["scaler"])
     if start >= t.steps:
         raise RunFolderError(f"{run_dir} already finished {start} of {t.steps} steps; raise trainer.steps to go on")
+    broadcast_module(ctx, method)  # every rank starts from rank 0's weights
 
     log_path = run_dir / "train_log.csv"
-    rows = _read_log(log_path, start)
-    stream = build_stream(cfg, start_batch=start, num_batches=t.steps - start)
+    rows = _read_log(log_path, start) if ctx.is_main else []
+    stream = build_stream(cfg, start_batch=start * t.accumulate, num_batches=(t.steps - start) * t.accumulate,
+                          rank=ctx.rank, world_size=ctx.world_size, batch_size=per_rank)
     loader = DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_worker_init,
-                        prefetch_factor=4 if t.workers else None)
-    meta = {"config": cfg.to_dict(), "synthsight_version": __version__, "images_seen_per_step": t.batch_size}
+                        prefetch_factor=4 if t.workers else None, pin_memory=device.type == "cuda")
+    batches = iter(loader)
+    meta = {"config": cfg.to_dict(), "synthsight_version": __version__, "images_seen_per_step": t.batch_size,
+            "world_size": ctx.world_size}
+    params = [p for p in method.parameters() if p.requires_grad]
 
     method.train()
-    bar = tqdm(total=t.steps, initial=start, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=t.steps, initial=start, desc="pretrain", unit="step", disable=not (progress and ctx.is_main),
+               dynamic_ncols=True)
     t0 = tick = time.perf_counter()
     tick_step = start
-    loss_value, step = float("nan"), start
-    for step, (images, _) in zip(range(start, t.steps), loader):
+    loss_value = float("nan")
+    for step in range(start, t.steps):
         lr = warmup_cosine(step, t.steps, t.lr, t.warmup_steps, t.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        g = torch.Generator().manual_seed(image_seed(t.seed, step, "augment"))  # augmentations: pure fn of step
-        with autocast_context(t.amp, device):
-            out = method.training_step(images.to(device, non_blocking=True), g)
-        loss_value = float(out.loss.detach())
-        if not math.isfinite(loss_value):
-            where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
-            raise NonFiniteLossError(
-                f"loss is {loss_value} at step {step} (terms {out.terms}); {where}. Try a lower trainer.lr, "
-                "trainer.amp=bf16 instead of fp16, or trainer.grad_clip=3.0, then --resume"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(out.loss).backward()
-        if t.grad_clip > 0:
+        torch.manual_seed(image_seed(t.seed, step, f"torch/rank{ctx.rank}"))  # dropout etc.: a pure fn of step
+        try:
+            loss, terms = forward_backward(method, optimizer, scaler, batches, cfg, step, device)
+            average_gradients(ctx, method)  # after all micro-batches: one reduction per step, same grads everywhere
+            loss_value = float(mean_across_ranks(loss))
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        method.after_optimizer_step(step, t.steps)
+            grad_norm = _grad_norm(params, t.grad_clip)
+            # With fp16 an overflowing gradient is routine: the loss scaler skips that step and lowers its scale.
+            problem = "loss" if not math.isfinite(loss_value) else \
+                "gradient" if not scaler.is_enabled() and not math.isfinite(grad_norm) else None
+            if problem is None:
+                scaler.step(optimizer)
+                scaler.update()
+                method.after_optimizer_step(step, t.steps)
+        except torch.OutOfMemoryError as err:
+            raise TrainingOOMError(_oom_message(cfg, ctx, per_rank, step, last_ckpt)) from err
+        if problem is not None:
+            if not t.skip_nonfinite:
+                raise _nonfinite_error(problem, step, loss_value, grad_norm, terms, method, last_ckpt)
+            skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            scaler.update()
+            if ctx.is_main:
+                tqdm.write(f"warning: step {step}: {problem} is not finite (loss {loss_value}, gradient norm "
+                           f"{grad_norm}); step skipped, {skipped} so far (trainer.skip_nonfinite=true)", sys.stderr)
 
         done = step + 1
-        if done % t.log_every == 0 or done == t.steps:
+        if ctx.is_main and (done % t.log_every == 0 or done == t.steps):
             now = time.perf_counter()
             ips = (done - tick_step) * t.batch_size / max(now - tick, 1e-9)
             tick, tick_step = now, done
-            rows.append({"step": done, "loss": f"{loss_value:.5f}", "lr": f"{lr:.6g}", "images_per_second": f"{ips:.1f}"})
+            rows.append({"step": done, "loss": f"{loss_value:.5f}", "lr": f"{lr:.6g}",
+                         "images_per_second": f"{ips:.1f}", "skipped": skipped})
             bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{ips:.0f}")
         bar.update(1)
         if done % t.checkpoint_every == 0 or done == t.steps:
-            with open(log_path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
-            last_ckpt = save_checkpoint(run_dir, done, method, optimizer, meta, keep=t.keep_checkpoints)
+            average_buffers(ctx, method)  # BatchNorm statistics of the global stream, the same on every rank
+            state = dict(meta, skipped_steps=skipped, scaler=scaler.state_dict() if scaler.is_enabled() else None)
+            on_main(ctx, _write_log, log_path, rows)
+            on_main(ctx, save_checkpoint, run_dir, done, method, optimizer, state, keep=t.keep_checkpoints)
+            last_ckpt = run_dir / "checkpoints" / f"step-{done:06d}"
     bar.close()
     seconds = time.perf_counter() - t0
-    if step + 1 < t.steps:
-        raise RuntimeError(f"the image stream ended at step {step + 1} of {t.steps}")
-    return TrainResult(run_dir, t.steps, loss_value, seconds, (t.steps - start) * t.batch_size / seconds, last_ckpt)
+    return TrainResult(run_dir, t.steps, loss_value, seconds, (t.steps - start) * t.batch_size / seconds, last_ckpt,
+                       skipped)

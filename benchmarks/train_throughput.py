@@ -1,0 +1,192 @@
+"""Training images per second of every registered method x backbone, with and without each speed switch.
+
+Each row times the train loop's own step (`train.loop.forward_backward`, then the optimiser step through the loss
+scaler): --warmup steps (which include torch.compile's compilation), then --steps timed steps. The images/second
+figure is the global batch divided by the median step time (robust to a neighbour process stealing a core on a
+small machine); the mean is printed beside it. Rows feed a fixed batch of random tensors to isolate the training
+step; the last row per method pulls batches from the real generator stream through the DataLoader (trainer.workers
+processes rendering beside training), with the preset's switches. Methods that distil from teachers get a
+randomly initialised SimCLR smallconv teacher (its forward pass is part of their cost). A row that runs past
+--max-seconds stops early (the step count is printed); on CPU fp16 (no fast kernels there) is timed for the first
+backbone only. On a shared machine prefer --threads 1: a busy neighbour stalls every multi-threaded region.
+
+Usage:
+    python benchmarks/train_throughput.py                              # 32 px, batch 64, smallconv + resnet18
+    python benchmarks/train_throughput.py --batch-size 256 --device cuda
+    python benchmarks/train_throughput.py --backbones smallconv --switches baseline,bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from synthsight.config import ConfigError, load_config
+from synthsight.registry import METHODS
+from synthsight.train.build import build_method, build_stream
+from synthsight.train.checkpoint import save_checkpoint
+from synthsight.train.loop import build_training, forward_backward
+from synthsight.train.distributed import resolve_device
+
+# Each row: the switches it sets on top of the baseline (fp32, contiguous, eager, no accumulation).
+SWITCHES = {
+    "baseline": [],
+    "bf16": ["trainer.amp=bf16"],
+    "fp16": ["trainer.amp=fp16"],
+    "channels_last": ["trainer.channels_last=true"],
+    "compile": ["trainer.compile=true"],
+    "accumulate=2": ["trainer.accumulate=2"],
+    "bf16+channels_last+compile": ["trainer.amp=bf16", "trainer.channels_last=true", "trainer.compile=true"],
+}
+NEEDS_TEACHER = {"distill"}  # methods that learn from teacher checkpoints: given a random-init SimCLR smallconv one
+BASELINE = ["trainer.amp=none", "trainer.channels_last=false", "trainer.compile=false", "trainer.accumulate=1"]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> str:
+    lines = [f"cpu: {cpu_model()} ({os.cpu_count()} logical cores), torch threads: {torch.get_num_threads()}",
+             f"python {platform.python_version()}, torch {torch.__version__}"]
+    if device.type == "cuda":
+        lines.append(f"device: {torch.cuda.get_device_name(device)}")
+    if hasattr(os, "getloadavg"):
+        lines.append("load average before the run: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    return "\n".join(lines)
+
+
+def teacher_checkpoint(common: list[str]) -> Path:
+    """A randomly initialised SimCLR smallconv checkpoint (only its cost matters here), in a temporary folder."""
+    cfg = load_config("demo", ["method=simclr", "model.backbone=smallconv", *common])
+    folder = Path(tempfile.mkdtemp(prefix="synthsight-bench-teacher-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return save_checkpoint(folder, 0, build_method(cfg), None, {"config": cfg.to_dict()})
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # as in the train loop: generation workers share the cores with training
+
+
+def synthetic_batches(batch: int, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    while True:
+        yield images, torch.arange(batch)
+
+
+def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: int, real_stream: bool,
+               max_seconds: float = float("inf")) -> list[float]:
+    """Seconds of each timed step; past `max_seconds` a row stops early (after at least one warm-up and one timed
+    step)."""
+    cfg = load_config("demo", overrides)
+    t = cfg.trainer
+    method, optimizer, scaler = build_training(cfg, device)
+    method.train()
+    micro = t.batch_size // t.accumulate
+    if real_stream:
+        stream = build_stream(cfg, batch_size=micro)
+        batches = iter(DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_one_thread,
+                                  prefetch_factor=4 if t.workers else None, pin_memory=device.type == "cuda"))
+    else:
+        batches = synthetic_batches(micro, cfg.data.render_size)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times: list[float] = []
+    begin, step = time.perf_counter(), 0
+    while len(times) < steps:
+        start = time.perf_counter()
+        forward_backward(method, optimizer, scaler, batches, cfg, step, device)
+        scaler.step(optimizer)
+        scaler.update()
+        sync()
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+        step += 1
+        if time.perf_counter() - begin > max_seconds:
+            if times:
+                break
+            warmup = min(warmup, step)  # over budget while warming up: time the next step, then stop
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", default=",".join(METHODS.names()))
+    parser.add_argument("--backbones", default="smallconv,resnet18")
+    parser.add_argument("--switches", default=",".join(SWITCHES), help=f"rows among: {', '.join(SWITCHES)}")
+    parser.add_argument("--size", type=int, default=32, help="view side in pixels (images render at the same size)")
+    parser.add_argument("--batch-size", type=int, default=64, help="global batch per step")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    parser.add_argument("--no-stream", action="store_true", help="skip the real-generator-stream rows")
+    parser.add_argument("--max-seconds", type=float, default=90,
+                        help="a row past this many seconds stops early (after one warm-up and one timed step)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"command: python {' '.join(sys.argv)}\n{machine(device)}\n")
+    backbones = args.backbones.split(",")
+    common = [f"views.size={args.size}", f"data.render_size={args.size}", f"trainer.batch_size={args.batch_size}",
+              f"trainer.device={device}", "trainer.threads=0"]
+
+    print("| method | backbone | switches | input | images/s (median step) | mean step ms (timed) | vs baseline |")
+    print("|---|---|---|---|---|---|---|")
+    for method in args.methods.split(","):
+        if method in NEEDS_TEACHER:
+            common_m = [*common, f"method.teachers=[{teacher_checkpoint(common)}]"]
+        else:
+            common_m = common
+        try:
+            build_method(load_config("demo", [f"method={method}", *common_m]))
+        except ConfigError as err:  # a method that needs options this script does not know how to give
+            print(f"| {method} | - | - | - | skipped: {err} | - | - |", flush=True)
+            continue
+        for backbone in backbones:
+            base = None
+            for name in args.switches.split(","):
+                overrides = [f"method={method}", f"model.backbone={backbone}", *common_m, *BASELINE, *SWITCHES[name]]
+                if name == "fp16" and device.type == "cpu" and backbone != backbones[0]:
+                    print(f"| {method} | {backbone} | {name} | - | not run: fp16 has no fast CPU kernels (see "
+                          f"{backbones[0]}); use bf16 on CPU | - | - |", flush=True)
+                    continue
+                times = time_steps(overrides, device, args.warmup, args.steps, False, args.max_seconds)
+                ips = args.batch_size / statistics.median(times)
+                base = base or (ips if name == "baseline" else None)
+                ratio = f"{ips / base:.2f}x" if base else "-"
+                print(f"| {method} | {backbone} | {name} | random tensors | {ips:.0f} | "
+                      f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | {ratio} |", flush=True)
+        if not args.no_stream:
+            backbone = backbones[0]
+            overrides = [f"method={method}", f"model.backbone={backbone}", *common_m]
+            cfg = load_config("demo", overrides)
+            times = time_steps(overrides, device, args.warmup, args.steps, True, args.max_seconds)
+            ips = args.batch_size / statistics.median(times)
+            families = "+".join(cfg.data.families)
+            print(f"| {method} | {backbone} | preset (amp={cfg.trainer.amp}, channels_last="
+                  f"{cfg.trainer.channels_last}, workers={cfg.trainer.workers}) | stream {families} | {ips:.0f} | "
+                  f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | - |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Analysis of images and features: image statistics of generator families vs natural photographs."""

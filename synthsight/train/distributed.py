@@ -1,0 +1,315 @@
+"""Data parallelism with torch.distributed, launched by torchrun: one process per device, gloo on CPU, NCCL on CUDA.
+
+`torchrun --nproc_per_node=N -m synthsight pretrain ...` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+MASTER_PORT; `distributed_session` reads them and joins the group (multi-node: add torchrun's usual
+--nnodes/--node_rank/--rdzv-endpoint flags; nothing changes here). Without those variables everything below is a
+cheap no-op, so one code path serves one process and many.
+
+How the pieces fit (see train/loop.py):
+- each rank renders its own disjoint slice of every global batch (SyntheticStream(rank, world_size));
+- gradients are averaged by `average_gradients` after backward (an explicit, bucketed all-reduce, not DDP: the
+  methods' entry point is `training_step`, not `forward`; accumulation needs one reduction per optimiser step;
+  and the non-finite checks must see the same averaged gradients on every rank before anyone steps);
+- `gather_with_grad` collects embeddings from all ranks with gradients, so contrastive losses use the global
+  batch for negatives (losses stay pure functions: they receive the gathered tensors);
+- `convert_sync_batchnorm` swaps BatchNorm for a SyncBatchNorm that also works on CPU with gloo;
+- only rank 0 logs and writes; `on_main` runs such an action there and stops every rank if it fails.
+
+Example:
+    >>> with distributed_session("auto") as ctx:      # ctx.rank, ctx.world_size, ctx.device
+    ...     z_all = gather_with_grad(z)              # Tensor[world_size * B, D]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from synthsight.config import ConfigError
+
+T = TypeVar("T")
+_BUCKET_BYTES = 25 << 20  # gradients are all-reduced in flat buckets of about this size (DDP's default)
+
+
+class RankStopped(RuntimeError):
+    """Another rank failed; that rank printed the reason."""
+
+
+@dataclass
+class DistContext:
+    """Where this process sits: its rank among world_size processes and the device it trains on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE as set by torchrun (1 when not launched by it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True on rank 0, or when not distributed; works before and after the process group exists."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N'; with several processes on CUDA each takes cuda:LOCAL_RANK."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+@contextlib.contextmanager
+def distributed_session(device_name: str = "auto") -> Iterator[DistContext]:
+    """Join the torchrun process group (if launched by torchrun and not joined yet) and leave it afterwards."""
+    world = env_world_size()
+    if world <= 1 and not (dist.is_available() and dist.is_initialized()):
+        yield DistContext(device=resolve_device(device_name))
+        return
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    owned = False
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, init_method="env://")
+        owned = True
+    ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
+    try:
+        yield ctx
+    finally:
+        if owned and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _comm_device(ctx: DistContext) -> torch.device:
+    """NCCL moves only CUDA tensors; gloo only CPU ones."""
+    return ctx.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def broadcast_int(ctx: DistContext, value: int) -> int:
+    """Rank 0's value on every rank."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.long, device=_comm_device(ctx))
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
+def broadcast_str(ctx: DistContext, text: str) -> str:
+    """Rank 0's string on every rank (sent as UTF-8 bytes in a tensor, no pickling)."""
+    if not ctx.distributed:
+        return text
+    data = torch.tensor(list(text.encode()), dtype=torch.uint8)
+    n = broadcast_int(ctx, len(data))
+    buf = (data if ctx.is_main else torch.zeros(n, dtype=torch.uint8)).to(_comm_device(ctx))
+    dist.broadcast(buf, src=0)
+    return bytes(buf.cpu().tolist()).decode()
+
+
+def any_rank(ctx: DistContext, flag: bool) -> bool:
+    """True on every rank if `flag` is true on any rank."""
+    if not ctx.distributed:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.long, device=_comm_device(ctx))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def on_main(ctx: DistContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Run fn on rank 0 only. If it raises, rank 0 re-raises and every other rank raises RankStopped, so a failed
+    checkpoint write or a refused run folder stops the whole job instead of leaving ranks waiting."""
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001  (re-raised below, after telling the other ranks)
+            error = err
+    if any_rank(ctx, error is not None) and error is None:
+        raise RankStopped("stopped because rank 0 failed (its error message says why)")
+    if error is not None:
+        raise error
+    return result
+
+
+def mean_across_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The average over ranks of a tensor, without gradient (a logged loss, DINO's centre, queue statistics).
+    The tensor must live where the backend communicates: CPU for gloo, CUDA for NCCL. Identity on one process."""
+    _, world = rank_and_world()
+    if world == 1:
+        return value
+    t = value.detach().clone()
+    dist.all_reduce(t)
+    return t / world
+
+
+def broadcast_module(ctx: DistContext, module: nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (an identical start, whatever each rank initialised)."""
+    if not ctx.distributed:
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        buf = t.data if t.device.type == _comm_device(ctx).type else t.data.to(_comm_device(ctx))
+        dist.broadcast(buf, src=0)
+        if buf is not t.data:
+            t.data.copy_(buf)
+
+
+def _buckets(tensors: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+    bucket: list[torch.Tensor] = []
+    size = 0
+    for t in tensors:
+        if bucket and (size + t.numel() * t.element_size() > _BUCKET_BYTES or t.dtype != bucket[0].dtype):
+            yield bucket
+            bucket, size = [], 0
+        bucket.append(t)
+        size += t.numel() * t.element_size()
+    if bucket:
+        yield bucket
+
+
+def _all_reduce_mean(ctx: DistContext, tensors: list[torch.Tensor]) -> None:
+    """Average tensors in place across ranks, a few flat buckets at a time (asynchronously launched)."""
+    pending = []
+    for bucket in _buckets(tensors):
+        flat = torch.cat([t.reshape(-1) for t in bucket]).to(_comm_device(ctx))
+        pending.append((bucket, flat, dist.all_reduce(flat, async_op=True)))
+    for bucket, flat, work in pending:
+        work.wait()
+        flat = flat.div_(ctx.world_size).to(bucket[0].device)
+        offset = 0
+        for t in bucket:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+
+def average_gradients(ctx: DistContext, module: nn.Module) -> None:
+    """Replace every gradient by its mean over ranks (call once per optimiser step, after all backward passes).
+
+    A parameter without a gradient on a rank counts as zero there; every rank ends with the same gradients.
+    """
+    if not ctx.distributed:
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    _all_reduce_mean(ctx, [p.grad for p in params])
+
+
+def average_buffers(ctx: DistContext, module: nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, so the checkpoint holds statistics
+    of the global stream rather than of rank 0's slice, and every rank continues from the same state."""
+    if not ctx.distributed:
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if buffers:
+        _all_reduce_mean(ctx, buffers)
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Tensor[B, ...] on each rank -> Tensor[world_size * B, ...] (rank order), differentiable: the gradient that
+    flows into rank r's slice comes back to rank r. Identity when not distributed. Every rank must pass the same B."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated in favour of functional collectives; still fine
+        return torch.cat(all_gather(x), dim=0)
+
+
+def _all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    from torch.distributed.nn.functional import all_reduce
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return all_reduce(x)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world_size) of the current process group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class SyncBatchNorm(nn.SyncBatchNorm):
+    """BatchNorm over the global batch of all ranks. On CUDA this is torch's SyncBatchNorm; on CPU (gloo), which
+    torch's version refuses, the per-channel sums are all-reduced in float64 with gradients. Same parameters and
+    buffers as BatchNorm, so checkpoints load into plain BatchNorm models. One process: plain BatchNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and self.training and rank_and_world()[1] > 1:
+            return self._cpu_sync(x)
+        return super().forward(x)
+
+    @torch.compiler.disable  # the autograd all-reduce runs eagerly, also inside a compiled backbone
+    def _cpu_sync(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        dims = [0, *range(2, x.ndim)]
+        x64 = x.double()
+        count = torch.full((1,), x.numel() // c, dtype=torch.float64)
+        stats = _all_reduce_with_grad(torch.cat([x64.sum(dims), (x64 * x64).sum(dims), count]))
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c : 2 * c] / n - mean * mean).clamp(min=0)  # float64 sums: no cancellation worth mentioning
+        shape = [1, c] + [1] * (x.ndim - 2)
+        y = (x.float() - mean.float().view(shape)) * torch.rsqrt(var.float() + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            self.num_batches_tracked.add_(1)
+            momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            with torch.no_grad():
+                unbiased = (var * n / (n - 1).clamp(min=1)).to(self.running_var.dtype)
+                self.running_mean.mul_(1 - momentum).add_(mean.to(self.running_mean.dtype), alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+        return y.to(x.dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm*d in `module` (in place where possible) by `SyncBatchNorm`, keeping its state."""
+    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+        new = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        ref = next(itertools.chain(module.parameters(), module.buffers()), None)
+        if ref is not None:
+            new.to(ref.device)
+        if module.affine:
+            new.weight.requires_grad_(module.weight.requires_grad)
+            new.bias.requires_grad_(module.bias.requires_grad)
+        return new
+    for name, child in module.named_children():
+        replaced = convert_sync_batchnorm(child)
+        if replaced is not child:
+            setattr(module, name, replaced)
+    return module

@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from synthsight.generators.base import image_rng
+from synthsight.registry import GENERATORS
+
+
+def test_mixup_components_weights_and_labels():
+    gen = GENERATORS.create("mix", variant="mixup", size=32, k=6)
+    p = gen.sample_params(image_rng(0, 5, gen.salt))
+    assert len(p["components"]) == 6
+    assert p["mix_weights"].sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert int(p["label"]) == int(p["mix_labels"][p["mix_weights"].argmax()])
+    assert set(p["mix_labels"].tolist()) <= set(range(gen.num_classes))
+
+
+def test_mixup_image_is_the_weighted_sum_of_its_components():
+    gen = GENERATORS.create("mix", variant="mixup", size=32, k=3)
+    p = gen.sample_params(image_rng(1, 0, gen.salt))
+    image = gen.render([p], torch.device("cpu"))[0]
+    parts = [gen.children[c["family"]].render([c["params"]], torch.device("cpu"))[0] for c in p["components"]]
+    expected = sum(w * x for w, x in zip(p["mix_weights"], parts)).clamp(0, 1)
+    torch.testing.assert_close(image, expected, atol=1e-5, rtol=0)
+
+
+def test_uniform_mix_follows_the_weights():
+    gen = GENERATORS.create("mix", size=16, families=("dead_leaves/squares", "spectrum/gray"), weights=(0.0, 1.0))
+    _, labels = gen.generate_with_labels(range(20), seed=0)
+    assert labels.tolist() == [1] * 20  # every image from the second family (offset 1)
+
+
+def test_bad_mix_configs_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown generator"):
+        GENERATORS.create("mix", families=("dead_leafs",))
+    with pytest.raises(ValueError, match="weights"):
+        GENERATORS.create("mix", families=("spectrum",), weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="itself"):
+        GENERATORS.create("mix", families=("mix",))
