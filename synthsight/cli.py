@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthsight", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"synthsight {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_pretrain, _add_eval, _add_report, _add_demo, _add_distill, _add_export,
-                _add_verify):
+    for add in (_add_generate, _add_pretrain, _add_eval, _add_report, _add_demo, _add_stats, _add_distill,
+                _add_export, _add_verify):
         add(sub)
     return parser
 
@@ -312,8 +312,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return main_verify(args.provenance)
 
 
+def _add_stats(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stats", help="image statistics of generator families beside natural photographs",
+                       description="Power-spectrum slope, colour statistics and diversity of each family, next to "
+                       "crops of scikit-image's bundled photographs (naturalness and diversity drive transfer).")
+    p.add_argument("--family", required=True, help="family[/variant], comma-separated, e.g. dead_leaves/mixed,spectrum")
+    p.add_argument("--n", type=int, default=128, help="images per set (default 128)")
+    p.add_argument("--size", type=int, default=128, help="image side (default 128)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="folder for stats.json/csv/md (default runs/stats-<time>)")
+
+
+def cmd_stats(args: argparse.Namespace) -> Path:
+    from synthsight.analysis.family_stats import compare_with_natural, stats_table, write_stats
+    from synthsight.config import split_family
+
+    if args.n < 2:
+        raise ValueError(f"--n must be >= 2 to measure diversity, got {args.n}")
+    rows = compare_with_natural([split_family(f) for f in args.family.split(",") if f], args.n, args.size, args.seed)
+    out = args.out or default_dir("stats")
+    write_stats(rows, out)
+    print(stats_table(rows))
+    print(f"stats folder: {out}")
+    return out
+
+
 COMMANDS = {"generate": cmd_generate, "pretrain": cmd_pretrain, "eval": cmd_eval, "report": cmd_report,
-            "demo": cmd_demo, "distill": cmd_distill, "export": cmd_export, "verify": cmd_verify}
+            "demo": cmd_demo, "distill": cmd_distill, "export": cmd_export, "verify": cmd_verify, "stats": cmd_stats}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import pytest
 
 from synthsight.cli import build_parser, main
 
-COMMANDS = ["generate", "pretrain", "eval", "report", "demo"]
+COMMANDS = ["generate", "pretrain", "eval", "report", "demo", "stats"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

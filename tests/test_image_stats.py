@@ -46,3 +46,15 @@ def test_diversity_is_low_for_copies_and_high_for_independent_images():
 def test_bad_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="expected Tensor"):
         image_statistics(torch.rand(1, 3, 8, 8))
+
+
+def test_stats_command_writes_tables(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    from synthsight.cli import main
+
+    assert main(["stats", "--family", "dead_leaves/squares,spectrum", "--n", "8", "--size", "32",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "natural photographs (scikit-image)" in out and "dead_leaves/squares" in out
+    for name in ("stats.json", "stats.csv", "stats.md"):
+        assert (tmp_path / name).stat().st_size > 0
