@@ -125,9 +125,9 @@ class Contours(Generator):
     def sample_params(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
         """label, vertices, lines (drawn), cells, subdivisions (points per edge) [] int64; geometry [11] = (start
         radius, radial step, noise amplitude, sinusoid amplitude, n1, n2, phase 1, phase 2, rotation, centre x,
-        centre y) in fractions of the side / radians; gradients [200, 12] (cumulative Perlin gradients per line /
-        lines, zero past lines and cells); colours [2, 3] (line, background); gain [] (opacity per pixel of
-        line length)."""
+        centre y) in fractions of the side / radians; knots [14, 12] (Perlin gradients of the lattice rows, one
+        every 16 lines; zero past the rows and cells used); colours [2, 3] (line, background); gain [] (opacity
+        per pixel of line length)."""
         label = int(torch.randint(self.num_classes, (1,), generator=rng))
         vertices, lines, noise, width, start, cells, n1, n2, amplitude = _category(
             self.variant, self.category_seed, label)
@@ -137,16 +137,12 @@ class Contours(Generator):
         # lines whose radius would start beyond REACH of the side cannot reach the canvas: not drawn
         lines = max(1, min(lines, 1 + int((REACH - start) / max(step, 1e-9))))
         amp = noise * self.noise_scale
-        knots = torch.rand(lines // LINE_CELL + 2, cells, generator=rng) * 2.0 - 1.0
-        pos = torch.arange(lines, dtype=torch.float32) / LINE_CELL
-        row = pos.floor().long()
-        f = _fade(pos - row).unsqueeze(1)
-        increments = knots[row] + f * (knots[row + 1] - knots[row])
-        gradients = torch.zeros(MAX_LINES, MAX_CELLS)
-        gradients[:lines, :cells] = torch.cumsum(increments, 0) / lines
-        # points per edge: the outer line's length (radius, ripples of the sinusoids and the noise) / spacing
+        knots = torch.zeros(MAX_LINES // LINE_CELL + 2, MAX_CELLS)
+        knots[: lines // LINE_CELL + 2, :cells] = torch.rand(lines // LINE_CELL + 2, cells, generator=rng) * 2 - 1
+        # points per edge: the outer line's length / spacing. Its radius varies by rho (amplitude (n1 cos + n2 cos)
+        # / 2 + noise') per radian, noise' <= amp * cells * 0.3; about half of that on average along the line.
         outer = start + (lines - 1) * step
-        ripple = math.hypot(1.0, amplitude * max(n1, n2) + amp * cells)
+        ripple = math.hypot(1.0, 0.5 * (amplitude * max(n1, n2) + 0.3 * amp * cells))
         length = 2.0 * math.pi * max(outer, 0.01) * (1.0 + amplitude + 0.5 * amp) * ripple * self.size
         subdivisions = max(1, math.ceil(length / SPACING / vertices))
         colour = torch.tensor(u[5:8]) + 0.05
@@ -161,7 +157,7 @@ class Contours(Generator):
             "cells": torch.tensor(cells, dtype=torch.int64),
             "subdivisions": torch.tensor(subdivisions, dtype=torch.int64),
             "geometry": torch.tensor(geometry, dtype=torch.float32),
-            "gradients": gradients,
+            "knots": knots,
             "colours": torch.stack([colour, back]),
             "gain": torch.tensor(0.6 + 0.6 * u[12]),
         }
@@ -179,49 +175,81 @@ class Contours(Generator):
 
         b, size = len(params), self.size
         side = size + 2  # the canvas plus a ring that collects the points outside
-        lines, vertices, subdiv = stack("lines"), stack("vertices"), stack("subdivisions")
-        geometry, gradients = stack("geometry"), stack("gradients")
-        frame = self._frame(geometry, stack("cells"), vertices, int(vertices.max()))  # vertex terms [B, Vmax]
-        rho = torch.addcmul(geometry[:, :1], geometry[:, 1:2],
-                            torch.arange(MAX_LINES, device=device, dtype=torch.float32)) * float(size)
+        lines, vertices, subdiv, cells = stack("lines"), stack("vertices"), stack("subdivisions"), stack("cells")
+        geometry = stack("geometry")
+        rows = 1 + int(cells.max())
+        radial, cos, sin, following = self._vertex_terms(geometry, cells, vertices, int(vertices.max()), rows)
+        coef = self._coefficients(geometry, stack("knots"), lines)[..., :rows]  # [B, 200, rows]
         centre = geometry[:, 9:11] * float(size) + 1.0  # pixels, past the ring
-        scalars = torch.cat([geometry[:, 2:3], centre], 1)  # noise amplitude, centre x, centre y
         coverage = torch.empty(b, side * side, device=device)
         if per_image:
-            for i, (n, v, s) in enumerate(zip(lines.tolist(), vertices.tolist(), subdiv.tolist())):
-                x, y, dx, dy, length = self._polylines(
-                    rho[i, :n].unsqueeze(1), gradients[i, :n], scalars[i].view(3, 1, 1),
-                    {k: t[i, :v].unsqueeze(0) for k, t in frame.items()})
-                weight = length / s
-                if s > 1:  # S points per edge, [L, V, S] (with one, x + 0 dx = x)
-                    t = torch.arange(s, device=device, dtype=torch.float32) / s
-                    x = torch.addcmul(x.unsqueeze(-1), dx.unsqueeze(-1), t)
-                    y = torch.addcmul(y.unsqueeze(-1), dy.unsqueeze(-1), t)
-                    weight = weight.unsqueeze(-1).expand(-1, -1, s)
+            for i, (n, v, s, c) in enumerate(zip(lines.tolist(), vertices.tolist(), subdiv.tolist(),
+                                                 cells.tolist())):
+                # fresh (aligned, contiguous) operands of the image's own shapes: the same matrix product
+                # whatever the batch
+                radius = coef[i, :n, : c + 1].clone() @ radial[i, : c + 1, :v].contiguous()  # [L, V]
+                x = torch.addcmul(centre[i, 0], radius, cos[i, :v])
+                y = torch.addcmul(centre[i, 1], radius, sin[i, :v])
+                dx = x.index_select(1, following[i, :v]).sub_(x)  # edge to the next vertex
+                dy = y.index_select(1, following[i, :v]).sub_(y)
+                weight = torch.hypot(dx, dy).div_(s)  # each point stands for 1/S of its edge
+                if s > 1:  # S points per edge, [L, S, V] (with one, x + 0 dx = x)
+                    t = (torch.arange(s, device=device, dtype=torch.float32) / s).view(1, s, 1)
+                    x = torch.addcmul(x.unsqueeze(1), dx.unsqueeze(1), t)
+                    y = torch.addcmul(y.unsqueeze(1), dy.unsqueeze(1), t)
+                    weight = weight.unsqueeze(1).expand(-1, s, -1)
                 coverage[i] = self._splat(x, y, weight, side)
-        else:
-            lmax, mmax = int(lines.max()), int((vertices * subdiv).max())
-            x, y, dx, dy, length = self._polylines(
-                rho[:, :lmax].unsqueeze(2), gradients[:, :lmax], scalars.view(b, 3, 1, 1).transpose(0, 1),
-                {k: t.unsqueeze(1) for k, t in frame.items()})  # [B, Lmax, Vmax]
-            m = torch.arange(mmax, device=device).view(1, -1)
-            s, v = subdiv.view(b, 1), vertices.view(b, 1)
-            k = torch.minimum(torch.div(m, s, rounding_mode="floor"), v - 1)  # [B, M]: sample m's edge
-            t = (m - k * s).float() / s.float()
-            edge = k.unsqueeze(1).expand(b, lmax, mmax)
-            px = torch.addcmul(x.gather(2, edge), dx.gather(2, edge), t.unsqueeze(1))
-            py = torch.addcmul(y.gather(2, edge), dy.gather(2, edge), t.unsqueeze(1))
-            weight = (length / s.unsqueeze(2).float()).gather(2, edge)
-            valid = (torch.arange(lmax, device=device).view(1, -1, 1) < lines.view(b, 1, 1)) & (
-                m.unsqueeze(1) < (v * s).unsqueeze(1))
-            coverage.copy_(self._splat(px, py, weight * valid, side, b).view(b, -1))
+        else:  # the batch at once, padded to its largest image, in slices of at most ~16M points
+            step = max(1, (1 << 24) // (MAX_LINES * int((vertices * subdiv).max())))
+            for first in range(0, b, step):
+                part = slice(first, first + step)
+                coverage[part] = self._coverage(coef[part], radial[part], cos[part], sin[part], following[part],
+                                                centre[part], lines[part], vertices[part], subdiv[part], side)
         return self._shade(coverage.view(b, side, side), stack("colours"), stack("gain"))
 
-    def _frame(self, geometry: torch.Tensor, cells: torch.Tensor, vertices: torch.Tensor,
-               vmax: int) -> dict[str, torch.Tensor]:
-        """Per vertex k of each image ([B, Vmax]; vertices past an image's count repeat its last one): cos and sin
-        of its angle, 1 + sinusoid displacement, its Perlin lattice cell and the next one, the two Perlin weights,
-        and the index of the next vertex."""
+    def _coverage(self, coef: torch.Tensor, radial: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  following: torch.Tensor, centre: torch.Tensor, lines: torch.Tensor, vertices: torch.Tensor,
+                  subdiv: torch.Tensor, side: int) -> torch.Tensor:
+        """The whole-batch path: splatted line length per pixel of the canvas with its ring, [B, side^2]. The
+        samples of an image are gathered by flat index m = s V + k (point s of edge k), padded to the batch's
+        largest image and masked, in the per-image path's order."""
+        b, device = coef.shape[0], coef.device
+        lmax, mmax = int(lines.max()), int((vertices * subdiv).max())
+        radius = torch.bmm(coef[:, :lmax], radial)  # [B, Lmax, Vmax]
+        x = torch.addcmul(centre[:, 0].view(b, 1, 1), radius, cos.unsqueeze(1))
+        y = torch.addcmul(centre[:, 1].view(b, 1, 1), radius, sin.unsqueeze(1))
+        nxt = following.unsqueeze(1).expand(b, lmax, -1)
+        dx, dy = x.gather(2, nxt).sub_(x), y.gather(2, nxt).sub_(y)
+        weight = torch.hypot(dx, dy).div_(subdiv.view(b, 1, 1).float())
+        m = torch.arange(mmax, device=device).view(1, -1)
+        v = vertices.view(b, 1)
+        t = torch.div(m, v, rounding_mode="floor").float() / subdiv.view(b, 1).float()
+        edge = torch.remainder(m, v).unsqueeze(1).expand(b, lmax, mmax)
+        px = torch.addcmul(x.gather(2, edge), dx.gather(2, edge), t.unsqueeze(1))
+        py = torch.addcmul(y.gather(2, edge), dy.gather(2, edge), t.unsqueeze(1))
+        valid = (torch.arange(lmax, device=device).view(1, -1, 1) < lines.view(b, 1, 1)) & (
+            m < v * subdiv.view(b, 1)).unsqueeze(1)
+        return self._splat(px, py, weight.gather(2, edge) * valid, side, b).view(b, -1)
+
+    def _coefficients(self, geometry: torch.Tensor, knots: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
+        """Per line, the coefficients of its vertex radii in the basis of `_vertex_terms`, [B, 200, 13], in pixels:
+        (rho_l, rho_l * noise amplitude * G_l), rho_l = start + l * step, G_l = (sum over lines l' <= l of the
+        Perlin gradients of line l', faded between the knot rows around it) / lines."""
+        dev = geometry.device
+        steps = torch.arange(MAX_LINES, device=dev, dtype=torch.float32)
+        rho = torch.addcmul(geometry[:, :1], geometry[:, 1:2], steps) * float(self.size)  # [B, 200]
+        pos = steps / LINE_CELL
+        row = pos.floor().long()
+        f = _fade(pos - row.float()).view(1, -1, 1)
+        below, above = knots.index_select(1, row), knots.index_select(1, row + 1)
+        gradients = torch.cumsum(torch.addcmul(below, f, above - below), 1) / lines.view(-1, 1, 1).float()
+        return torch.cat([rho.unsqueeze(-1), (rho * geometry[:, 2:3]).unsqueeze(-1) * gradients], -1)
+
+    def _vertex_terms(self, geometry: torch.Tensor, cells: torch.Tensor, vertices: torch.Tensor, vmax: int,
+                      rows: int) -> tuple[torch.Tensor, ...]:
+        """For vertex k of each image: the radial basis [B, rows, Vmax] (row 0: 1 + sinusoids; rows 1..cells: the
+        Perlin weights of the vertex's two lattice cells, zero elsewhere), cos and sin of its angle [B, Vmax] and
+        the index of the next vertex [B, Vmax]. Vertices past an image's count repeat its last one."""
         b, dev = geometry.shape[0], geometry.device
         v = vertices.view(b, 1)
         k = torch.minimum(torch.arange(vmax, device=dev).view(1, -1), v - 1)
@@ -235,33 +263,11 @@ class Contours(Generator):
         cell = torch.minimum(u.floor().long(), c - 1)
         f = u - cell.float()
         fade = _fade(f)
-        return {
-            "cos": torch.cos(theta),
-            "sin": torch.sin(theta),
-            "base": torch.addcmul(torch.ones_like(wave), wave, amplitude),
-            "cell": cell,
-            "cell1": torch.remainder(cell + 1, c),
-            "w0": f * (1.0 - fade),
-            "w1": (f - 1.0) * fade,
-            "next": torch.remainder(k + 1, v),
-        }
-
-    @staticmethod
-    def _polylines(rho: torch.Tensor, gradients: torch.Tensor, scalars: torch.Tensor,
-                   frame: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """Vertex positions x, y, edge vectors dx, dy (to the next vertex) and edge lengths, all [..., L, V] in
-        pixels, from radii rho [..., L, 1], cumulative gradients [..., L, cells], scalars (noise amplitude,
-        centre x, centre y) each [..., 1, 1] (stacked on dim 0), and vertex terms [..., 1, V]."""
-        shape = rho.shape[:-1] + frame["cell"].shape[-1:]
-        noise = torch.gather(gradients, -1, frame["cell"].expand(shape)) * frame["w0"]
-        noise.addcmul_(torch.gather(gradients, -1, frame["cell1"].expand(shape)), frame["w1"])
-        radius = torch.addcmul(frame["base"], noise, scalars[0]).mul_(rho)  # rho (1 + wave + noise)
-        x = torch.addcmul(scalars[1], radius, frame["cos"])
-        y = torch.addcmul(scalars[2], radius, frame["sin"])
-        nxt = frame["next"].expand(shape)
-        dx = torch.gather(x, -1, nxt) - x
-        dy = torch.gather(y, -1, nxt) - y
-        return x, y, dx, dy, torch.hypot(dx, dy)
+        radial = torch.zeros(b, rows, vmax, device=dev)
+        radial[:, 0] = torch.addcmul(torch.ones_like(wave), wave, amplitude)
+        radial[:, 1:].scatter_(1, cell.unsqueeze(1), (f * (1.0 - fade)).unsqueeze(1))
+        radial[:, 1:].scatter_add_(1, torch.remainder(cell + 1, c).unsqueeze(1), ((f - 1.0) * fade).unsqueeze(1))
+        return radial, torch.cos(theta), torch.sin(theta), torch.remainder(k + 1, v)
 
     @staticmethod
     def _splat(px: torch.Tensor, py: torch.Tensor, weight: torch.Tensor, side: int, images: int = 1) -> torch.Tensor:
@@ -280,4 +286,4 @@ class Contours(Generator):
         b, size = coverage.shape[0], self.size
         alpha = (coverage[:, 1:-1, 1:-1] * gain.view(b, 1, 1)).clamp_(0.0, 1.0).unsqueeze(1)
         line, back = colours[:, 0].view(b, 3, 1, 1), colours[:, 1].view(b, 3, 1, 1)
-        return torch.addcmul(back.expand(b, 3, size, size), alpha, line - back).clamp_(0.0, 1.0)
+        return torch.addcmul(back, alpha, line - back).clamp_(0.0, 1.0)

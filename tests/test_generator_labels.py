@@ -1,0 +1,214 @@
+"""Class labels of the families with categories (fractal_ifs, contours): range, category parameters as a pure
+function of (category_seed, label), instance variation within a class, and the per-variant category rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthsight.generators import create_generator
+from synthsight.generators import fractal_ifs as fi
+from synthsight.generators.base import image_rng
+from synthsight.generators.contours import Contours
+from synthsight.generators.fractal_ifs import FractalIFS
+
+SIZE = 32
+CASES = [("fractal_ifs", v) for v in FractalIFS.variants] + [("contours", v) for v in Contours.variants]
+IDS = [f"{f}-{v}" for f, v in CASES]
+
+
+def _make(family: str, variant: str, **kwargs):
+    return (FractalIFS if family == "fractal_ifs" else Contours)(variant, SIZE, **kwargs)
+
+
+def _params(gen, indices, seed=0):
+    return [gen.sample_params(image_rng(seed, i, gen.salt)) for i in indices]
+
+
+def _same_label_pairs(params):
+    by_label: dict[int, list[int]] = {}
+    for i, p in enumerate(params):
+        by_label.setdefault(int(p["label"]), []).append(i)
+    return [idx for idx in by_label.values() if len(idx) >= 2]
+
+
+@pytest.mark.parametrize("family,variant", CASES, ids=IDS)
+def test_labels_in_range_and_match_params(family: str, variant: str) -> None:
+    gen = create_generator(family, variant, SIZE)
+    assert gen.num_classes == 1000
+    images, labels = gen.generate_with_labels(range(24), seed=0)
+    assert labels.dtype == torch.int64 and labels.shape == (24,)
+    assert (labels >= 0).all() and (labels < gen.num_classes).all()
+    assert len(set(labels.tolist())) > 12  # uniform over 1000 classes: few repeats
+    params = _params(gen, range(24))
+    assert all(p["label"].dtype == torch.int64 and p["label"].dim() == 0 for p in params)
+    assert labels.tolist() == [int(p["label"]) for p in params]
+
+
+@pytest.mark.parametrize("family,variant", CASES, ids=IDS)
+def test_same_label_same_category_and_different_images(family: str, variant: str) -> None:
+    gen = _make(family, variant, num_classes=3)
+    params = _params(gen, range(12))
+    groups = _same_label_pairs(params)
+    assert groups, "with 3 classes some of 12 images must share a label"
+    images = gen.render(params, torch.device("cpu"))
+    other = _make(family, variant, num_classes=3)  # a fresh instance: same categories
+    for idx in groups:
+        label = int(params[idx[0]]["label"])
+        if family == "fractal_ifs":
+            system = gen.category(label)
+            assert torch.equal(system, other.category(label))
+            for i in idx:
+                n = int(params[i]["n_maps"])
+                assert n == system.shape[0]
+                if variant == "fractaldb":  # one parameter scaled, or all jittered by <= 5%
+                    maps = params[i]["maps"][:n]
+                    ratio = maps / system
+                    scaled = (ratio != 1).sum() <= 1
+                    assert scaled or ((ratio - 1).abs() <= 0.05 + 1e-6).all()
+                else:
+                    assert torch.equal(params[i]["maps"][:n], system)
+        else:
+            cat = gen.category(label)
+            assert cat == other.category(label)
+            for i in idx:
+                assert int(params[i]["vertices"]) == cat["vertices"]
+                assert int(params[i]["cells"]) == cat["cells"]
+                assert int(params[i]["lines"]) <= cat["lines"]
+        for i, j in zip(idx, idx[1:]):
+            assert not torch.equal(images[i], images[j]), "two images of one class are identical"
+
+
+@pytest.mark.parametrize("family,variant", CASES, ids=IDS)
+def test_category_seed_changes_categories_not_labels(family: str, variant: str) -> None:
+    a = _make(family, variant)
+    b = _make(family, variant, category_seed=1)
+    pa, pb = _params(a, range(6)), _params(b, range(6))
+    assert [int(p["label"]) for p in pa] == [int(p["label"]) for p in pb]
+    label = int(pa[0]["label"])
+    if family == "fractal_ifs":
+        assert not torch.equal(a.category(label), b.category(label))
+    else:
+        assert a.category(label) != b.category(label)
+    assert not torch.equal(a.render(pa[:1], torch.device("cpu")), b.render(pb[:1], torch.device("cpu")))
+
+
+def test_bad_labels_and_options_rejected() -> None:
+    with pytest.raises(ValueError):
+        FractalIFS("svd", SIZE).category(1000)
+    with pytest.raises(ValueError):
+        Contours("rcdb", SIZE).category(-1)
+    with pytest.raises(ValueError):
+        FractalIFS("fractaldb", SIZE, num_classes=None)
+    with pytest.raises(ValueError):
+        Contours("rcdb", SIZE, num_classes=0)
+
+
+# ------------------------------------------------------------------ fractal_ifs specifics
+def test_svd_systems_follow_anderson_farrell() -> None:
+    rng = torch.Generator().manual_seed(0)
+    for n in (2, 3, 4):
+        for _ in range(20):
+            maps = fi.svd_system(rng, n).double()
+            a = maps[:, :4].view(n, 2, 2)
+            s = torch.linalg.svdvals(a)  # [n, 2], descending
+            assert (s <= 1 + 1e-5).all() and (s >= 0).all()
+            sigma = (s[:, 0] + 2 * s[:, 1]).sum().item()
+            assert (5 + n) / 2 - 1e-4 <= sigma <= (6 + n) / 2 + 1e-4
+            assert (maps[:, 4:].abs() <= 1).all()
+
+
+def test_svd_without_classes_draws_a_system_per_image() -> None:
+    gen = FractalIFS("svd", SIZE, num_classes=None)
+    images, labels = gen.generate_with_labels(range(4), seed=0)
+    assert (labels == -1).all() and images.shape == (4, 3, SIZE, SIZE)
+    params = _params(gen, range(4))
+    assert "label" not in params[0]
+    assert not torch.equal(params[0]["maps"], params[1]["maps"])
+
+
+def test_fractaldb_systems_pass_the_filling_filter() -> None:
+    labels = list(range(12))
+    systems = fi.fractaldb_categories(labels, 0, 0.2)
+    rng = torch.Generator().manual_seed(123)
+    maps = torch.stack([fi._padded(s) for s in systems])
+    n = torch.tensor([s.shape[0] for s in systems])
+    probs = torch.stack([fi.map_probabilities(m, int(k)) for m, k in zip(maps, n)])
+    assert ((n >= 2) & (n <= 7)).all()
+    assert all(((s >= -1) & (s <= 1)).all() for s in systems)  # a..f ~ U(-1, 1)
+    assert (fi.contraction_bound(maps, probs) < 0).all()
+    # re-checked with fresh chain shuffles: a run's fill is noisy (the min/max box rests on a few extreme points),
+    # but the attractors fill ~20% or more, not just in the lucky runs that selected them
+    runs = []
+    for _ in range(5):
+        choices = torch.randint(0, fi.BANK, (len(labels), fi._SEARCH_STEPS), generator=rng, dtype=torch.uint8)
+        runs.append(fi.fill_ratio(maps, probs, n, choices))
+    fills = torch.stack(runs)
+    assert (fills.mean(0) >= 0.16).all() and fills.median() >= 0.2, fills
+    # and the filter does reject: a system whose attractor is a line segment
+    line = torch.zeros(1, fi.MAX_MAPS, 6)
+    line[0, 0] = torch.tensor([0.5, 0.0, 0.0, 0.01, 0.5, 0.0])
+    line[0, 1] = torch.tensor([0.5, 0.0, 0.0, 0.01, -0.5, 0.0])
+    n_line = torch.tensor([2])
+    p_line = fi.map_probabilities(line, 2)
+    assert fi.fill_ratio(line, p_line, n_line, choices[:1]) < 0.2
+
+
+def test_fractaldb_category_independent_of_search_company() -> None:
+    saved = dict(fi._FRACTALDB)
+    try:
+        fi._FRACTALDB.clear()
+        alone = fi.fractaldb_categories([7], 5, 0.2)[0]
+        fi._FRACTALDB.clear()
+        together = fi.fractaldb_categories([3, 7, 11, 19], 5, 0.2)[1]
+        assert torch.equal(alone, together)
+    finally:
+        fi._FRACTALDB.clear()
+        fi._FRACTALDB.update(saved)
+
+
+def test_one_p_frac_copies_perturb_one_system() -> None:
+    gen = FractalIFS("1p_frac", SIZE)
+    base = fi._one_p_base(0, 0.2)
+    copies = [gen.category(c) for c in range(20)]
+    for c in copies:
+        assert c.shape == base.shape
+        ratio = c / base
+        assert ((ratio >= 0.9 - 1e-6) & (ratio <= 1.1 + 1e-6)).all()
+    assert len({tuple(c.flatten().tolist()) for c in copies}) == 20
+    # the copies' spread follows D: a tenth of U(0.9, 1.1)'s range is used on average... roughly uniform
+    ratios = torch.stack([c / base for c in copies]).flatten()
+    assert 0.04 < (ratios - 1).abs().mean() < 0.06
+
+
+# ------------------------------------------------------------------ contours specifics
+@pytest.mark.parametrize("variant", Contours.variants)
+def test_contour_categories_in_published_ranges(variant: str) -> None:
+    gen = Contours(variant, SIZE)
+    cats = [gen.category(c) for c in range(300)]
+    vertices = torch.tensor([c["vertices"] for c in cats], dtype=torch.float64)
+    lines = [c["lines"] for c in cats]
+    assert min(lines) >= 1 and max(lines) <= 200
+    assert all(0 <= c["noise"] <= 4 and 0 <= c["width"] <= 0.1 for c in cats)
+    assert all(0 <= c["start_radius"] <= 100 / 512 for c in cats)
+    if variant == "rcdb":
+        assert vertices.min() >= 3 and vertices.max() <= 200
+        assert 70 < vertices.mean() < 110  # Exp(mean 100) clipped to [3, 200]: mean ~ 85
+        assert all(c["n1"] == 0 and c["n2"] == 0 and c["amplitude"] == 0 for c in cats)
+    else:
+        assert vertices.min() >= 200 and vertices.max() <= 1000
+        assert all(0 <= c["n1"] <= 20 and 0 <= c["n2"] <= 20 for c in cats)
+        assert len({(c["n1"], c["n2"]) for c in cats}) > 100
+
+
+def test_contours_are_thin_lines_on_a_dark_canvas() -> None:
+    gen = Contours("rcdb", 64)
+    params = _params(gen, range(16))
+    images = gen.render(params, torch.device("cpu"))
+    drawn = []
+    for image, p in zip(images, params):
+        back = p["colours"][1].view(3, 1, 1)
+        assert (back <= 0.12 + 1e-6).all()
+        drawn.append(((image - back).abs().amax(0) > 0.02).float().mean().item())
+    assert min(drawn) > 0.0
+    assert sorted(drawn)[len(drawn) // 2] < 0.6, drawn  # mostly lines with dark gaps, not filled canvases
