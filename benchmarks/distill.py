@@ -55,6 +55,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/bench-distill"), help="folder for both runs")
     p.add_argument("--limit", type=int, default=None, help="Fashion-MNIST training images for k-NN (default all)")
     p.add_argument("--loss", default="auto", help="distillation loss: auto | soft | feature | both")
+    p.add_argument("--control", action="store_true",
+                   help="also pretrain the student architecture with plain SimCLR for the same steps (no teacher)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads for training and timing (0 = all cores; 1 when another job shares the CPU)")
     args = p.parse_args()
@@ -79,9 +81,21 @@ def main() -> None:
         pretrain_run(student_cfg, student_dir)
     student_s = json.loads((student_dir / "train_summary.json").read_text())["seconds"]
 
-    eval_cfg = EvalConfig(protocols=["knn"], compare=[str(teacher_dir)], limit=args.limit)
+    compare = [str(teacher_dir)]
+    control_dir = args.out / f"control-simclr-{args.student_steps}"
+    if args.control:  # what the student architecture reaches on its own with the demo recipe and the same steps
+        control_cfg = load_config("demo", [f"trainer.steps={args.student_steps}",
+                                           f"trainer.warmup_steps={max(1, args.student_steps // 20)}", *threads])
+        if not finished(control_dir):
+            pretrain_run(control_cfg, control_dir)
+        compare.append(str(control_dir))
+    eval_cfg = EvalConfig(protocols=["knn"], compare=compare, limit=args.limit)
     report = eval_run(student_dir, eval_cfg, student_dir / "eval", device="cpu")
-    acc = {("teacher" if e.name != PRETRAINED else "student"): e.results["knn"] for e in report.encoders}
+    names = {f"checkpoint {p}": n for p, n in ((teacher_dir, "teacher"), (control_dir, "control"))}
+    acc = {}
+    for e in report.encoders:
+        key = "student" if e.name == PRETRAINED else next(n for prefix, n in names.items() if e.name.startswith(prefix))
+        acc[key] = e.results["knn"]
 
     teacher_net, _, _ = load_backbone(teacher_dir)
     student_net, _, _ = load_backbone(student_dir)
@@ -105,6 +119,9 @@ def main() -> None:
     for name in ("teacher", "student"):
         print(f"| {name} | {params[name] / 1e6:.2f}M | {100 * acc[name].top1:.2f}% | {speed[(name, False)]:.0f} | "
               f"{speed[(name, True)]:.0f} |")
+    if "control" in acc:
+        print(f"| control: smallconv, plain SimCLR, {args.student_steps} steps, no teacher | {params['student'] / 1e6:.2f}M | "
+              f"{100 * acc['control'].top1:.2f}% | - | - |")
     print(f"\nretained k-NN accuracy: {100 * retained:.1f}% (target >= 95%: {'met' if retained >= 0.95 else 'NOT met'})")
     print(f"student speed-up (fp32): {speedup:.1f}x (target >= 3x: {'met' if speedup >= 3 else 'NOT met'}); "
           f"bf16: {speed[('student', True)] / speed[('teacher', True)]:.1f}x")

@@ -90,3 +90,14 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tiny_config, tmp_path, mon
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4.*step-000003"):
         pretrain(tiny_config(), tmp_path / "run", progress=False)
     verify_checkpoint(tmp_path / "run" / "checkpoints" / "step-000003")
+
+
+def test_random_baseline_is_the_runs_starting_point(tiny_config):
+    from synthsight.eval.run import random_backbone
+
+    cfg = tiny_config("trainer.seed=3")
+    torch.manual_seed(cfg.trainer.seed)
+    start = build_method(cfg).backbone.state_dict()  # what pretrain() initialises
+    baseline = random_backbone(cfg).state_dict()
+    for k in start:
+        assert torch.equal(start[k], baseline[k]), k

@@ -73,10 +73,11 @@ def load_backbone(checkpoint: Path) -> tuple[torch.nn.Module, Config, Path]:
     return backbone, cfg, ckpt
 
 
-def random_backbone(cfg: Config, seed: int = 0) -> torch.nn.Module:
-    """A freshly initialised copy of the architecture, reproducible by seed."""
+def random_backbone(cfg: Config, seed: int | None = None) -> torch.nn.Module:
+    """A freshly initialised copy of the architecture; with the default seed (the run's trainer.seed) these are
+    exactly the weights pretraining started from, so the comparison isolates what pretraining changed."""
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        torch.manual_seed(cfg.trainer.seed if seed is None else seed)
         return build_backbone(cfg)
 
 
@@ -118,7 +119,7 @@ def evaluate(checkpoint: Path, cfg: EvalConfig, device: str | torch.device = "cp
 
     for other in cfg.compare:
         if other == "random":
-            encoders.append((RANDOM, network(random_backbone(run_cfg))))
+            encoders.append((RANDOM, network(random_backbone(run_cfg))))  # the run's own starting weights
         elif other == "pixels":
             encoders.append((PIXELS, lambda d: pixel_features(d.images)))
         else:

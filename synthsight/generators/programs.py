@@ -17,8 +17,8 @@ offset o ~ U(-0.5, 0.5)^2 (the instance variation):
     tone: 0.5 + 0.5 sin(k v + phase), fract(k v + phase) or 0.5 + 0.5 tanh(k v)
     colour: the cosine palette a + b cos(2 pi (c tone + d)) (a, b, c, d random RGB vectors), optionally
         shaded by a second small expression; clipped to [0, 1]
-A program whose colours barely vary (standard deviation < 0.08 on a 16 px test render at two times) is replaced
-by the next one drawn from the same seed. `program_text(label)` prints a program as readable pseudo-code.
+A program whose colours barely vary, or whose detail is mostly beyond 32 px (see `_lively`), is replaced by the
+next one drawn from the same seed. `program_text(label)` prints a program as readable pseudo-code.
 
 Variants: "default" (the grammar above).
 
@@ -175,7 +175,8 @@ def _warp(node: Node, env: Env) -> Env:
     elif op == "swirl":
         x, y = _rotate(x, y, torch.sqrt(x * x + y * y) * k[0] + k[1] * t)
     elif op == "wave_warp":
-        x, y = x + k[0] * torch.sin(y * k[1] + (k[2] + k[3] * t)), y + k[0] * torch.sin(x * k[1] + (k[2] * 1.7 - k[3] * t))
+        x, y = (x + k[0] * torch.sin(y * k[1] + (k[2] + k[3] * t)),
+                y + k[0] * torch.sin(x * k[1] + (k[2] * 1.7 - k[3] * t)))
     elif op == "noise_warp":
         x, y = x + k[0] * _fbm(x * k[1], y * k[1], 2), y + k[0] * _fbm(x * k[1] + 5.2, y * k[1] - 1.3, 2)
     else:
@@ -336,8 +337,10 @@ class _Draw:
 
     # ------------------------------------------------------------------ grammar
     def warp(self) -> Node:
-        op = self.choice(["rotate", "scale", "polar", "repeat", "mirror", "kaleido", "swirl", "wave_warp", "noise_warp"],
-                         [1.0, 0.6, 1.0, 1.0, 0.7, 0.8, 1.0, 1.0, 1.0])
+        op = self.choice(
+            ["rotate", "scale", "polar", "repeat", "mirror", "kaleido", "swirl", "wave_warp", "noise_warp"],
+            [1.0, 0.6, 1.0, 1.0, 0.7, 0.8, 1.0, 1.0, 1.0],
+        )
         k = {
             "rotate": lambda: (self.u(0, 2 * math.pi), self.speed() * 0.3),
             "scale": lambda: (self.freq(0.5, 3.0), self.freq(0.5, 3.0)),
@@ -376,9 +379,9 @@ class _Draw:
         if self.rng.random() < 0.45:
             op = self.choice(list(_UNARY), [1.5, 0.6, 0.8, 0.7, 0.6, 0.4])
             k = {
-                "sin": lambda: (self.freq(1.0, 8.0), self.u(0, 2 * math.pi), self.speed()),
+                "sin": lambda: (self.freq(1.0, 5.0), self.u(0, 2 * math.pi), self.speed()),
                 "abs": lambda: (),
-                "bands": lambda: (self.freq(1.0, 6.0), self.u(0, 1)),
+                "bands": lambda: (self.freq(1.0, 4.0), self.u(0, 1)),
                 "tanh": lambda: (self.freq(1.0, 10.0),),
                 "bump": lambda: (self.freq(1.0, 10.0),),
                 "square": lambda: (),
@@ -392,7 +395,7 @@ class _Draw:
         warps = [self.warp() for _ in range(self.choice([0, 1, 1, 2, 2, 3]))]
         field_ = self.expression(3)
         tone = self.choice(["wave", "bands", "tanh"], [1.0, 0.5, 0.6])
-        tone_k = (self.freq(1.0, 6.0), self.u(0, 2 * math.pi)) if tone != "tanh" else (self.freq(0.8, 4.0), 0.0)
+        tone_k = (self.freq(1.0, 4.0), self.u(0, 2 * math.pi)) if tone != "tanh" else (self.freq(0.8, 4.0), 0.0)
         palette = (
             tuple(self.u(0.3, 0.7) for _ in range(3)),
             tuple(self.u(0.2, 0.5) for _ in range(3)),
@@ -405,14 +408,35 @@ class _Draw:
 
 _ATTEMPTS = 8
 _MIN_STD = 0.08
+_MAX_FINE = 0.9
 
 
 def _lively(program: Program) -> bool:
-    """Whether a program draws something: at 16 px and times 0 and 5 (on CPU, so the choice does not depend on
-    the device), the colour's standard deviation over the pixels, averaged over channels, is >= 0.08."""
-    x, y = _grid(16, torch.device("cpu"))
-    rgb = program.evaluate(x.expand(2, -1, -1), y.expand(2, -1, -1), torch.tensor([0.0, 5.0]).view(2, 1, 1))
-    return bool(torch.isfinite(rgb).all()) and float(rgb.flatten(2).std(dim=2).mean(dim=1).min()) >= _MIN_STD
+    """Whether a program draws something without drowning in aliasing, judged on CPU (so the choice does not
+    depend on the device) at times 0 and 5: the colour's standard deviation over the pixels (averaged over
+    channels) of a 32 px render is >= 0.08, and its mean absolute difference from a 64 px render pooled to
+    32 px is <= 0.9 of that standard deviation (detail far beyond 32 px is mostly noise; the finest ~5% of
+    programs are dropped).
+
+    Runs on one intra-op thread: these ~100 tiny ops gain nothing from threads, and on a busy machine every
+    parallel region can wait milliseconds for a descheduled thread (10x slower program building).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = torch.tensor([0.0, 5.0]).view(2, 1, 1)
+        renders = []
+        for res in (32, 64):
+            x, y = _grid(res, torch.device("cpu"))
+            renders.append(program.evaluate(x.expand(2, -1, -1), y.expand(2, -1, -1), t))
+        coarse, fine = renders[0], torch.nn.functional.avg_pool2d(renders[1], 2)
+        if not bool(torch.isfinite(fine).all()):
+            return False
+        std = coarse.flatten(2).std(dim=2).mean(dim=1)  # [2]
+        detail = (coarse - fine).abs().mean(dim=(1, 2, 3))
+        return bool((std >= _MIN_STD).all()) and bool((detail <= _MAX_FINE * std).all())
+    finally:
+        torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=8)

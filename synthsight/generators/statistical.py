@@ -13,8 +13,10 @@ paper's description:
   are matched to a generalised Laplacian marginal p(x) ~ exp(-|x/s|^r), r ~ U(0.4, 0.8) per band, with s chosen
   to keep the band's variance; the bands are summed back. Heavy-tailed bands turn Gaussian noise into sparse,
   edge-like structure.
-- The reference iterates spectrum -> WMM -> colour histogram 10 times; here `iterations` (default 2; the second
-  pass changes the look little, further passes not visibly, see `iterations` below).
+- The reference iterates spectrum -> WMM -> colour histogram 10 times; here `iterations` passes, default 1. The
+  first pass fixes the layout and colours; later passes re-impose the spectrum on the sparse phases and sharpen
+  the fine structure gradually (median gradient kurtosis of 64-px images: 4.2, 4.7, 5.5 after 1, 2, 4 passes;
+  3.6 without WMM) at a proportional cost, so 1 pass keeps the family above 200 images/s on one core.
 
 The pyramid: J octave levels x K orientations (K = 4). Level j has the radial window cos^2(pi/2 (log2 rho - c_j))
 over two octaves centred at c_j = log2(S/2) - 1 - j (rho in cycles per image; level 0 keeps everything above its
@@ -160,8 +162,8 @@ def _gl_table(device: torch.device) -> torch.Tensor:
     logit = torch.linspace(0.0, _LOGIT_MAX, (_LOGIT_STEPS + 1) // 2, dtype=torch.float64)
     q = torch.tanh(0.5 * logit).view(1, -1)  # P(|x|^r <= g)
     a = (1.0 / _R_GRID).view(-1, 1).expand(-1, logit.numel())
-    lo, hi = torch.zeros_like(a), torch.full_like(a, 400.0)
-    for _ in range(64):
+    lo, hi = torch.zeros_like(a), torch.full_like(a, 100.0)  # P(2.5, 100) = 1 - 1e-38: brackets every level
+    for _ in range(44):  # 100 / 2^44 < 1e-11
         mid = 0.5 * (lo + hi)
         below = torch.special.gammainc(a, mid) < q
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
@@ -199,7 +201,9 @@ def histogram_bins(n: int) -> int:
 
 # ---------------------------------------------------------------------------------------------- pyramid
 @lru_cache(maxsize=32)
-def _pyramid(size: int, orientations: int, device: torch.device) -> tuple[list[tuple[int, torch.Tensor, torch.Tensor]], torch.Tensor]:
+def _pyramid(
+    size: int, orientations: int, device: torch.device
+) -> tuple[list[tuple[int, torch.Tensor, torch.Tensor]], torch.Tensor]:
     """The oriented pyramid's windows: per level (grid size S_j, row indices of that grid in the full rfft grid,
     windows Tensor[K, S_j, S_j//2+1]), and the low-pass residual window Tensor[S, S//2+1]."""
     top = math.log2(size / 2.0)
@@ -241,8 +245,8 @@ class Statistical(Generator):
         size: image side in pixels.
         slope: range of the spectral slope s (amplitude ~ 1/f^s).
         anisotropy_std: standard deviation of the anisotropy d (clipped to |d| <= 0.25).
-        iterations: passes of spectrum -> (WMM) -> colour histogram; default 2 (the paper: 10). The first pass
-            does most of the work; the second sharpens the WMM structure; beyond that the images barely change.
+        iterations: passes of spectrum -> (WMM) -> colour histogram (the paper: 10). One pass fixes the look;
+            each further pass sharpens the WMM structure a little and costs as much as the first.
         orientations: orientation bands per pyramid level (WMM).
         shape: range of the generalised-Laplacian exponent r of the WMM bands (within [0.4, 0.8]).
     """
@@ -299,7 +303,9 @@ class Statistical(Generator):
             params["wmm_shape"] = u * (self.shape[1] - self.shape[0]) + self.shape[0]
         return params
 
-    def _colour_model(self, colours: torch.Tensor, weights: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    def _colour_model(
+        self, colours: torch.Tensor, weights: torch.Tensor, rng: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         """Colours on a grid of cells with the palette's proportions, blurred; their PCA and RGB quantiles.
 
         In numpy (a few dozen operations on small arrays, where numpy's per-call cost is a fraction of torch's).

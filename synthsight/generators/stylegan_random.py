@@ -16,10 +16,11 @@ paper's description (no code from the StyleGAN repositories):
   negatives); "default_init" -- N(0, 1) weights; "sparse" -- N(0, 1) weights kept with probability U(0.05, 0.25)
   per layer. (The paper's N(0, 1) factor "per output channel" would be undone by demodulation up to its sign, so
   the factor is drawn per (output, input) pair.)
-- Noise inputs: pink noise, amplitude 1/f^a with a ~ U(0.5, 1.5), times a Laplacian envelope exp(-|p - c| / w)
-  around a random centre, strength U(0, 0.3) per layer (times a per-channel N(0, 1) gain of the network). The
-  "oriented" variant uses one noise map shared across scales (each layer gets the low-frequency part of the same
-  spectrum); the others draw an independent map per layer. Biases U(-0.2, 0.2).
+- Noise inputs: pink noise, amplitude 1/f^a with a ~ U(0.5, 1.5), times a Laplacian envelope
+  exp(-(|x - cx| + |y - cy|) / w) around a random centre (separable), strength U(0, 0.3) per layer (times a
+  per-channel N(0, 1) gain of the network). The "oriented" variant uses one noise map shared across scales (each
+  layer gets the low-frequency part of the same spectrum); the others draw an independent map per layer. Biases
+  U(-0.2, 0.2).
 - Output channels are standardised, then given a random mean (natural-image mean + N(0, 0.1^2)) and standard
   deviation (natural-image std x exp(N(0, 0.3^2))), and clipped to [0, 1].
 - The network is re-sampled every `images_per_network` (400) images: image i uses network i // 400, a pure function
@@ -119,9 +120,9 @@ def _coords(res: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _rfft_rows(full: int, res: int) -> torch.Tensor:
-    """Rows of a full-res rfft grid holding the frequencies of a res-pixel grid (res even, < full)."""
-    half = res // 2
-    return torch.cat([torch.arange(half), torch.arange(full - half, full)])
+    """Rows of a full-res rfft grid holding the frequencies of a res-pixel grid (res < full): the
+    (res + 1) // 2 non-negative ones and the res // 2 negative ones."""
+    return torch.cat([torch.arange((res + 1) // 2), torch.arange(full - res // 2, full)])
 
 
 @GENERATORS.register("stylegan_random")
@@ -162,7 +163,8 @@ class StyleGANRandom(Generator):
             raise ValueError(f"noise_strength must be a range of non-negative numbers, got {noise_strength}")
         self.images_per_network = int(images_per_network)
         self.network_seed = int(network_seed)
-        self.channel_base, self.min_channels, self.max_channels = int(channel_base), int(min_channels), int(max_channels)
+        self.channel_base = int(channel_base)
+        self.min_channels, self.max_channels = int(min_channels), int(max_channels)
         self.noise_strength = (float(noise_strength[0]), float(noise_strength[1]))
         # start at r0 in [4, 8) so that r0 * 2^n == size when possible; otherwise render 4 * 2^n >= size and resize
         n = max(0, int(math.floor(math.log2(size / 4.0))))
@@ -317,17 +319,21 @@ class StyleGANRandom(Generator):
 
     def _noise_maps(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device) -> dict[int, torch.Tensor]:
         """Per resolution r, the noise maps of its two convolutions, Tensor[B, 2, r, r] (unit std, times the
-        Laplacian envelope; the first block's single convolution uses map 0)."""
+        Laplacian envelope; the first block's single convolution uses map 0; "oriented": one map for both)."""
         b = len(params)
         exponent = torch.stack([p["noise_exponent"] for p in params]).to(device).view(b, 1, 1, 1)
         env = torch.stack([p["envelope"] for p in params]).to(device)
+        scale = -env[:, 2].reciprocal().view(b, 1, 1)
         if self.variant == "oriented":
             top = self.render_size
             shared = torch.stack([p["noise_phase"] for p in params]).to(device)  # [B, R, R//2+1]
         maps = {}
         for res in self.resolutions:
             if self.variant == "oriented":
-                phase = shared if res == top else shared.index_select(1, _rfft_rows(top, res).to(device))[..., : res // 2 + 1]
+                if res == top:
+                    phase = shared
+                else:
+                    phase = shared.index_select(1, _rfft_rows(top, res).to(device))[..., : res // 2 + 1]
                 phase = phase.unsqueeze(1)  # [B, 1, r, r//2+1]: the same map for both convolutions
             else:
                 phase = torch.stack([p[f"noise_phase_{res}"] for p in params]).to(device)  # [B, 2, r, r//2+1]
@@ -336,10 +342,10 @@ class StyleGANRandom(Generator):
             spec = torch.complex(torch.cos(phase).mul_(amplitude), torch.sin(phase).mul_(amplitude))
             noise = torch.fft.irfft2(spec, s=(res, res))
             noise = noise / noise.square().mean((-2, -1), keepdim=True).sqrt_().clamp_min_(1e-12)
-            ys, xs = _coords(res, device)
-            dist = ((ys - env[:, 1].view(b, 1, 1)).square() + (xs - env[:, 0].view(b, 1, 1)).square()).sqrt_()
-            envelope = torch.exp(dist.div_(-env[:, 2].view(b, 1, 1)))  # [B, r, r]
-            maps[res] = (noise * envelope.unsqueeze(1)).expand(b, 2, res, res)
+            ys, xs = _coords(res, device)  # separable: exp(-|x - cx| / w) exp(-|y - cy| / w)
+            ex = torch.exp((xs - env[:, 0].view(b, 1, 1)).abs_().mul_(scale))  # [B, 1, r]
+            ey = torch.exp((ys - env[:, 1].view(b, 1, 1)).abs_().mul_(scale))  # [B, r, 1]
+            maps[res] = (noise * (ey * ex).unsqueeze(1)).expand(b, 2, res, res)
         return maps
 
     def _modulated(

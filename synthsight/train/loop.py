@@ -90,14 +90,16 @@ def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractConte
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
-    """Create the folder; refuse to mix a new run into a folder that holds a different one."""
+    """Create the folder; refuse to mix a new run into a folder that holds a different one.
+
+    On resume the config (possibly with overrides such as a larger trainer.steps) replaces config.json, so the
+    folder always describes the run as it now continues.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.json"
     current = cfg.to_dict()
-    if path.is_file():
+    if path.is_file() and not resume:
         previous = json.loads(path.read_text())
-        if resume:
-            return
         if previous != current:
             raise RunFolderError(
                 f"{run_dir} already holds a different run (its config.json differs); "
