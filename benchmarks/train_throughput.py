@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
 from torch.utils.data import DataLoader
 
 from synthsight.config import ConfigError, load_config
@@ -52,17 +53,6 @@ SWITCHES = {
 }
 NEEDS_TEACHER = {"distill"}  # methods that learn from teacher checkpoints: given a random-init SimCLR smallconv one
 BASELINE = ["trainer.amp=none", "trainer.channels_last=false", "trainer.compile=false", "trainer.accumulate=1"]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(device: torch.device) -> str:
