@@ -119,6 +119,13 @@ def default_dir(kind: str) -> Path:
     return default_run_dir(kind)
 
 
+def _eval_device(device_name: str) -> str:
+    """The device evaluation runs on: the run's trainer.device, with 'auto' resolved as for training."""
+    from synthsight.train.distributed import resolve_device
+
+    return str(resolve_device(device_name))
+
+
 def _run_config(args: argparse.Namespace, extra: list[str]):
     from synthsight.config import load_config
 
@@ -146,7 +153,7 @@ def cmd_pretrain(args: argparse.Namespace) -> Path:
     print(f"pretrained {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.0f} img/s), "
           f"final loss {result.final_loss:.4f}")
     if args.eval:
-        eval_run(run_dir, cfg.eval, run_dir / "eval", device=cfg.trainer.device if cfg.trainer.device != "auto" else "cpu")
+        eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device))
     print(f"run folder: {run_dir}\nreport: {build_report(run_dir)}")
     return run_dir
 
@@ -156,7 +163,6 @@ def cmd_eval(args: argparse.Namespace) -> Path:
     from synthsight.eval.run import load_backbone, results_table
     from synthsight.report.html import build_report
     from synthsight.runs import eval_run
-    from synthsight.train.build import resolve_device
 
     _, run_cfg, ckpt = load_backbone(args.checkpoint)
     cfg = EvalConfig(
@@ -166,7 +172,7 @@ def cmd_eval(args: argparse.Namespace) -> Path:
     )
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     out = args.out or (run_dir / "eval" if run_dir else default_dir("eval"))
-    report = eval_run(args.checkpoint, cfg, out, device=str(resolve_device(args.device)))
+    report = eval_run(args.checkpoint, cfg, out, device=_eval_device(args.device))
     print(results_table(report.encoders, cfg.protocols))
     if run_dir is not None and out == run_dir / "eval":
         print(f"report: {build_report(run_dir)}")
@@ -197,7 +203,7 @@ def cmd_demo(args: argparse.Namespace) -> Path:
     print(f"synthsight demo: {cfg.method['name']} on {', '.join(cfg.data.families)} with {cfg.model.backbone}, "
           f"{cfg.trainer.steps} steps x {cfg.trainer.batch_size} images; run folder {run_dir}")
     pretrain_run(cfg, run_dir)
-    report = eval_run(run_dir, cfg.eval, run_dir / "eval", device="cpu")
+    report = eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device))
     path = build_report(run_dir)
     print(f"\n{results_table(report.encoders, cfg.eval.protocols)}\n")
     print(f"demo finished in {time.perf_counter() - t0:.0f} s\nreport: {path}\nrun folder: {run_dir}")
@@ -277,8 +283,7 @@ def cmd_distill(args: argparse.Namespace) -> Path:
         from synthsight.eval.run import results_table
 
         eval_cfg = dataclasses.replace(cfg.eval, compare=list(cfg.eval.compare) + method["teachers"])
-        device = cfg.trainer.device if cfg.trainer.device != "auto" else "cpu"
-        report = eval_run(run_dir, eval_cfg, run_dir / "eval", device=device)
+        report = eval_run(run_dir, eval_cfg, run_dir / "eval", device=_eval_device(cfg.trainer.device))
         print(results_table(report.encoders, eval_cfg.protocols))
     print(f"run folder: {run_dir}")
     return run_dir

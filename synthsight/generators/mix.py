@@ -18,13 +18,9 @@ from typing import Any, Sequence
 
 import torch
 
+from synthsight.config import split_family
 from synthsight.generators.base import Generator
 from synthsight.registry import GENERATORS
-
-
-def _split(spec: str) -> tuple[str, str | None]:
-    family, _, variant = spec.partition("/")
-    return family, variant or None
 
 
 @GENERATORS.register("mix")
@@ -44,9 +40,9 @@ class Mix(Generator):
         super().__init__(variant, size)
         if not families:
             raise ValueError("mix needs at least one family, e.g. families=('dead_leaves/mixed', 'spectrum/color')")
-        if any(_split(f)[0] == "mix" for f in families):
+        if any(split_family(f)[0] == "mix" for f in families):
             raise ValueError("mix cannot contain itself")
-        self.children = [GENERATORS.create(f, variant=v, size=size) for f, v in map(_split, families)]
+        self.children = [GENERATORS.create(f, variant=v, size=size) for f, v in map(split_family, families)]
         w = torch.tensor(list(weights) if weights is not None else [1.0] * len(families), dtype=torch.float64)
         if w.numel() != len(families) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"weights must be one non-negative number per family with a positive sum, got {weights}")

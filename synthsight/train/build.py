@@ -9,7 +9,6 @@ from synthsight.generators import GENERATORS, Generator
 from synthsight.generators.stream import SyntheticStream
 from synthsight.methods import METHODS, Method
 from synthsight.models.backbones import create_backbone
-from synthsight.train import distributed
 
 
 def build_generators(cfg: Config) -> list[Generator]:
@@ -57,8 +56,3 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=0.9)
     raise ConfigError(f"unknown trainer.optimizer {t.optimizer!r}; valid: adamw, sgd")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a device that exists here (or a ConfigError saying so)."""
-    return distributed.resolve_device(name)
