@@ -17,7 +17,7 @@ def _patch_step(monkeypatch, faults):
     real_step = SimCLR.training_step
     calls = {"n": 0}
 
-    def step(self, images, g):
+    def step(self, images, g, labels=None):
         calls["n"] += 1
         out = real_step(self, images, g)
         fault = faults.get(calls["n"])

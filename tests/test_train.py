@@ -81,7 +81,7 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tiny_config, tmp_path, mon
     real_step = SimCLR.training_step
     calls = {"n": 0}
 
-    def sometimes_nan(self, images, g):
+    def sometimes_nan(self, images, g, labels=None):
         calls["n"] += 1
         out = real_step(self, images, g)
         return StepOutput(out.loss * float("nan"), out.terms) if calls["n"] == 5 else out

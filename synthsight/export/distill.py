@@ -157,7 +157,7 @@ class Distill(Method):
     def teachers(self) -> list[Teacher]:
         return self._teachers
 
-    def training_step(self, images: torch.Tensor, g: Randomness) -> StepOutput:
+    def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         x = normalize_images(make_view(images, g, self.views)).contiguous(memory_format=self.memory_format)
         for t in self._teachers:
             if next(t.backbone.parameters()).device != x.device:

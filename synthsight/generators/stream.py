@@ -22,7 +22,12 @@ from synthsight.generators.base import Generator, image_uniform
 
 
 class SyntheticStream(IterableDataset):
-    """Yields (images Tensor[B, 3, S, S] in [0, 1], image indices Tensor[B]) batches, forever or `num_batches`."""
+    """Yields (images Tensor[B, 3, S, S] in [0, 1], image indices Tensor[B]) batches, forever or `num_batches`.
+
+    With `with_labels=True` it yields (images, indices, labels Tensor[B] int64): the image's class within its
+    family plus the family's offset (families stacked in order, `num_classes` in all). Every family must then have
+    categories (`Generator.num_classes`).
+    """
 
     def __init__(
         self,
@@ -34,6 +39,7 @@ class SyntheticStream(IterableDataset):
         num_batches: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        with_labels: bool = False,
     ) -> None:
         if not generators:
             raise ValueError("a stream needs at least one generator family")
@@ -51,6 +57,17 @@ class SyntheticStream(IterableDataset):
         self.seed, self.batch_size = seed, batch_size
         self.start_batch, self.num_batches = start_batch, num_batches
         self.rank, self.world_size = rank, world_size
+        self.with_labels = with_labels
+        if with_labels:
+            unlabelled = [f"{g.family}/{g.variant}" for g in self.generators if not g.num_classes]
+            if unlabelled:
+                raise ValueError(
+                    f"class labels were asked for, but {', '.join(unlabelled)} has no categories; use families with "
+                    "categories (fractal_ifs, contours, programs, or mix of them) or a self-supervised method"
+                )
+        sizes = [g.num_classes or 0 for g in self.generators]
+        self.label_offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+        self.num_classes = sum(sizes)
 
     def indices_of_batch(self, b: int) -> range:
         """The image indices this rank renders for global batch `b`."""
@@ -66,16 +83,24 @@ class SyntheticStream(IterableDataset):
 
     def render(self, indices: Sequence[int], device: str | torch.device = "cpu") -> torch.Tensor:
         """Images `indices` of the stream, each rendered by its own family."""
+        return self.render_with_labels(indices, device)[0]
+
+    def render_with_labels(
+        self, indices: Sequence[int], device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images `indices` and their stream-wide class labels (-1 where a family has no categories)."""
         families = [self.family_of(i) for i in indices]
         size = self.generators[0].size
         out = torch.empty(len(indices), 3, size, size, device=device)
+        labels = torch.full((len(indices),), -1, dtype=torch.long)
         for f, gen in enumerate(self.generators):
             rows = [k for k, fam in enumerate(families) if fam == f]
             if rows:
-                out[rows] = gen.generate([indices[k] for k in rows], self.seed, device)
-        return out
+                out[rows], fam_labels = gen.generate_with_labels([indices[k] for k in rows], self.seed, device)
+                labels[rows] = torch.where(fam_labels >= 0, fam_labels + self.label_offsets[f], fam_labels)
+        return out, labels
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         stop = None if self.num_batches is None else self.start_batch + self.num_batches
@@ -83,4 +108,9 @@ class SyntheticStream(IterableDataset):
             if stop is not None and b >= stop:
                 return
             indices = self.indices_of_batch(b)
-            yield self.render(indices), torch.tensor(list(indices), dtype=torch.long)
+            index_tensor = torch.tensor(list(indices), dtype=torch.long)
+            if self.with_labels:
+                images, labels = self.render_with_labels(indices)
+                yield images, index_tensor, labels
+            else:
+                yield self.render(indices), index_tensor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -16,6 +17,10 @@ class StepOutput:
 
     loss: torch.Tensor
     terms: dict[str, float] = field(default_factory=dict)
+    # What the collapse alarm watches (detached): the embeddings the loss compares, Tensor[N, D] (e.g. one view's
+    # projector output), and for self-distillation the teacher's output probabilities, Tensor[N, K].
+    embeddings: torch.Tensor | None = None
+    teacher_probs: torch.Tensor | None = None
 
 
 class Method(nn.Module):
@@ -23,13 +28,18 @@ class Method(nn.Module):
 
     config_class: type  # the dataclass of the method's own options (method.<key>=... on the command line)
     memory_format: torch.memory_format = torch.channels_last  # of the network input; set from trainer.channels_last
+    # Methods trained on the generators' class labels set this; the train loop then streams labels and the
+    # constructor receives `num_classes` (the stream's total number of categories).
+    needs_labels: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
-    def training_step(self, images: torch.Tensor, g: Randomness) -> StepOutput:
+    def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         """Loss for one batch of synthetic images (Tensor[B, 3, S, S] in [0, 1]).
+
+        `labels` (int64 Tensor[B], stream-wide classes) is given only to methods with `needs_labels = True`.
 
         `g` draws the augmentations: pass it to the `augment` ops unchanged. In training it is per-image
         randomness (`augment.rng.PerImageRandom`) built from (seed, step, global image index), so the views do not
@@ -38,6 +48,10 @@ class Method(nn.Module):
         `train.distributed.gather_with_grad` when the loss needs the global batch (e.g. negatives).
         """
         raise NotImplementedError
+
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Hook between backward (gradients unscaled and all-reduced) and clipping + the optimiser step, e.g. to
+        drop the gradients of a frozen layer; nothing by default."""
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Hook for momentum (EMA) updates; nothing by default."""

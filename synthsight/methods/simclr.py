@@ -43,7 +43,7 @@ class SimCLR(Method):
         self.views = views or ViewConfig()
         self.projector = mlp_head(backbone.num_features, cfg.proj_hidden, cfg.proj_dim)
 
-    def training_step(self, images: torch.Tensor, g: Randomness) -> StepOutput:
+    def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         v1, v2 = two_views(images, g, self.views)
         x = normalize_images(torch.cat([v1, v2]))  # one forward pass for both views
         x = x.contiguous(memory_format=self.memory_format)

@@ -25,10 +25,12 @@ def build_generators(cfg: Config) -> list[Generator]:
 
 def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = None, rank: int = 0,
                  world_size: int = 1, batch_size: int | None = None) -> SyntheticStream:
-    """The configured stream; `batch_size` is per rank and micro-batch (default trainer.batch_size, one process)."""
+    """The configured stream; `batch_size` is per rank and micro-batch (default trainer.batch_size, one process).
+    It streams class labels too when the method trains on them."""
     return SyntheticStream(
         build_generators(cfg), seed=cfg.data.seed, batch_size=batch_size or cfg.trainer.batch_size,
         weights=cfg.data.weights, start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
+        with_labels=METHODS.get(cfg.method["name"]).needs_labels,
     )
 
 
@@ -42,6 +44,9 @@ def build_method(cfg: Config) -> Method:
     name = options.pop("name")
     cls = METHODS.get(name)
     method_cfg = build_dataclass(cls.config_class, options, "method")
+    if cls.needs_labels:
+        stream = build_stream(cfg, num_batches=0)  # checks that every family has categories
+        return cls(build_backbone(cfg), method_cfg, views=cfg.views, num_classes=stream.num_classes)
     return cls(build_backbone(cfg), method_cfg, views=cfg.views)
 
 

@@ -202,12 +202,14 @@ def forward_backward(
     optimizer.zero_grad(set_to_none=True)
     total, terms = torch.zeros((), device=device), {}
     for _ in range(t.accumulate):
-        images, indices = next(batches, (None, None))
-        if images is None:
+        batch = next(batches, None)
+        if batch is None:
             raise RuntimeError(f"the image stream ended at step {step} of {t.steps}")
+        images, indices = batch[0], batch[1]
+        labels = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
         g = PerImageRandom.for_images(t.seed, step, indices.tolist())  # augmentation: f(seed, step, image)
         with autocast_context(t.amp, device):
-            out = method.training_step(images.to(device, non_blocking=True), g)
+            out = method.training_step(images.to(device, non_blocking=True), g, labels)
         scaler.scale(out.loss / t.accumulate).backward()
         total += out.loss.detach().float()
         terms = out.terms
@@ -289,6 +291,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             average_gradients(ctx, method)  # after all micro-batches: one reduction per step, same grads everywhere
             loss_value = float(mean_across_ranks(loss))
             scaler.unscale_(optimizer)
+            method.before_optimizer_step(step, t.steps)
             grad_norm = _grad_norm(params, t.grad_clip)
             # With fp16 an overflowing gradient is routine: the loss scaler skips that step and lowers its scale.
             problem = "loss" if not math.isfinite(loss_value) else \
