@@ -53,8 +53,9 @@ def build_method(cfg: Config) -> Method:
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     t = cfg.trainer
     # No weight decay on biases and norm parameters (standard practice for SSL).
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not momentum targets or frozen teachers
+    decay = [p for p in trainable if p.ndim > 1]
+    no_decay = [p for p in trainable if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=t.lr)

@@ -1,0 +1,42 @@
+"""Momentum (EMA) target networks, shared by MoCo, BYOL and DINO: a frozen copy, its update, its schedule.
+
+Example:
+    >>> target = frozen_copy(online)
+    >>> ema_update_(target, online, cosine_momentum(step, total_steps, base=0.996))
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with gradients off: the target starts equal to the online network."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
+    """BYOL/DINO schedule: `base` at step 0, rising along a half cosine to `final` at the last step."""
+    if total_steps <= 1:
+        return base
+    progress = min(max(step / (total_steps - 1), 0.0), 1.0)
+    return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+@torch.no_grad()
+def ema_update_(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target <- momentum x target + (1 - momentum) x online, parameter by parameter; buffers (BatchNorm
+    statistics) are copied from the online network."""
+    t_params, o_params = list(target.parameters()), list(online.parameters())
+    if len(t_params) != len(o_params):
+        raise ValueError("target and online networks must have the same architecture")
+    torch._foreach_lerp_(t_params, o_params, 1.0 - momentum)
+    for t_buf, o_buf in zip(target.buffers(), online.buffers()):
+        t_buf.copy_(o_buf)
