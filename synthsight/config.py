@@ -67,9 +67,15 @@ class DataConfig:
     weights: list[float] | None = None  # sampling weight per family; None = equal
     render_size: int = 64  # generators render at this side; views are cropped and resized from it
     seed: int = 0  # stream seed: image i is a pure function of (family, config, seed, i)
+    # pretrain on these real images instead (labels unused): the real-data reference of benchmarks/methods.py;
+    # any eval data spec, e.g. fashion-mnist
+    real: str | None = None
 
     def __post_init__(self) -> None:
         check_ranges(self, "data", render_size=">=8", weights=">=0")
+        if self.real is not None and not self.real.strip():
+            raise ConfigError("data.real is empty: give an eval data spec (fashion-mnist, an ImageFolder dir, an .npz) "
+                              "or leave it unset (null) to pretrain on the synthetic families")
         if not self.families:
             raise ConfigError("data.families is empty: name at least one generator family, e.g. [dead_leaves/mixed]")
 
@@ -79,9 +85,10 @@ class ModelConfig:
     backbone: str = "smallconv"  # registered name, or any timm architecture as 'timm/<name>'
     small_stem: bool = True  # 3x3 stride-1 stem without max-pool for ResNets on 32-64 px images
     width: int = 64  # base width of the small ConvNet
+    patch_size: int = 4  # ViT patch side in pixels: 4 gives an 8x8 grid at views.size=32 (timm's 16 is for 224 px)
 
     def __post_init__(self) -> None:
-        check_ranges(self, "model", width=">=2")
+        check_ranges(self, "model", width=">=2", patch_size=">=1")
 
 
 @dataclass
@@ -107,11 +114,26 @@ class TrainerConfig:
     log_every: int = 10  # steps between progress-bar and log updates
     checkpoint_every: int = 100  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # older checkpoints are deleted; 0 keeps all
+    # Collapse alarm (train/collapse.py): figures of the embeddings the loss compares, logged in train_log.csv.
+    collapse_check_every: int = 10  # steps between checks, from the end of warm-up on; 0 = off
+    collapse_patience: int = 5  # collapsed checks in a row before the run stops (CollapseError); a warning before
+    collapse_min_std: float = 0.1  # collapsed below this x 1/sqrt(D): std of L2-normalised embeddings (healthy ~1x)
+    collapse_min_rank: float = 2.0  # collapsed below this effective rank of the embeddings (1 = a single direction)
+    collapse_max_entropy: float = 0.98  # collapsed above this x ln K mean teacher entropy (DINO: uniform output)
+    collapse_max_argmax_share: float = 0.9  # collapsed when this share of images has one teacher argmax (one-hot)
+    # Online evaluation (train/online_eval.py): k-NN top-1 on a small real set, rank 0, logged as `knn`.
+    online_eval_every: int = 0  # steps between evaluations; 0 = off (each costs a few seconds on CPU)
+    online_eval_data: str = "fashion-mnist"  # like eval.data: fashion-mnist, an ImageFolder dir or .npz (split there)
+    online_eval_limit: int = 2000  # training images (the k-NN memory bank), a stratified subset
+    online_eval_test_limit: int = 1000  # test images, a stratified subset
 
     def __post_init__(self) -> None:
         check_ranges(self, "trainer", steps=">=1", batch_size=">=2", lr=">0", weight_decay=">=0", warmup_steps=">=0",
                      min_lr=">=0", accumulate=">=1", grad_clip=">=0", threads=">=0", workers=">=0", log_every=">=1",
-                     checkpoint_every=">=1", keep_checkpoints=">=0")
+                     checkpoint_every=">=1", keep_checkpoints=">=0", collapse_check_every=">=0",
+                     collapse_patience=">=1", collapse_min_std=">=0", collapse_min_rank=">=0",
+                     collapse_max_entropy="(0,1]", collapse_max_argmax_share="(0,1]", online_eval_every=">=0",
+                     online_eval_limit=">=2", online_eval_test_limit=">=1")
         check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"))
         if self.min_lr > self.lr:
             raise ConfigError(f"trainer.min_lr = {self.min_lr} is above trainer.lr = {self.lr}; lower it")
@@ -119,21 +141,30 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    data: str = "fashion-mnist"  # training split for k-NN / linear probe: 'fashion-mnist', an ImageFolder dir or .npz
-    test_data: str = "fashion-mnist"  # test split, same forms
-    protocols: list[str] = field(default_factory=lambda: ["knn", "linear"])
+    # training split: fashion-mnist, cifar10:DIR, cifar100:DIR, stl10:DIR, an ImageFolder dir or .npz
+    data: str = "fashion-mnist"
+    test_data: str = "fashion-mnist"  # test split, same forms (named sets and CIFAR/STL dirs give their test split)
+    # knn, linear, kmeans, fewshot, finetune (synthsight.eval.protocols.PROTOCOLS); finetune trains (slow)
+    protocols: list[str] = field(default_factory=lambda: ["knn", "linear", "kmeans", "fewshot"])
     compare: list[str] = field(default_factory=lambda: ["random"])  # baselines: random (same arch), pixels, checkpoints
     size: int = 32  # real images are resized to this side (match views.size)
-    limit: int | None = None  # subsample the training split (None = all)
+    limit: int | None = None  # subsample the training split (None = all), stratified and seeded
     test_limit: int | None = None
-    knn_k: int = 20
+    knn_k: int = 20  # the k-NN headline number (DINO: 20)
+    knn_extra_k: list[int] = field(default_factory=lambda: [20, 200])  # also reported, from the same neighbour search
     knn_temperature: float = 0.07
+    kmeans_n_init: int = 3  # k-means restarts (seeded); k = number of classes, fitted on the test features
+    fewshot_shots: list[int] = field(default_factory=lambda: [1, 5, 10])  # labelled training images per class
+    fewshot_draws: int = 5  # seeded draws of those images; mean and std over draws are reported
+    finetune_epochs: int = 10  # protocol finetune: epochs of full fine-tuning (AdamW, cosine) on the train split
+    seed: int = 0  # seeds subsampling, validation split, k-means and few-shot draws
     batch_size: int = 512  # feature-extraction batch
     skip_bad: bool = False  # skip unreadable files in an ImageFolder (counted and reported) instead of stopping
 
     def __post_init__(self) -> None:
         check_ranges(self, "eval", size=">=1", limit=">=1", test_limit=">=1", knn_k=">=1", knn_temperature=">0",
-                     batch_size=">=1")
+                     batch_size=">=1", knn_extra_k=">=1", kmeans_n_init=">=1", fewshot_shots=">=1",
+                     fewshot_draws=">=1", finetune_epochs=">=1")
 
 
 @dataclass
@@ -238,7 +269,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set dotted keys in a nested mapping; 'method=byol' is short for 'method.name=byol'."""
+    """Set dotted keys in a nested mapping; 'method=byol' is short for 'method.name=byol'.
+
+    Choosing another method drops the options set so far for the previous one (a preset's method.temperature
+    does not carry over to BYOL); options given after the name apply to the new method.
+    """
     for text in overrides:
         path, value = parse_override(text)
         node = values
@@ -247,8 +282,11 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {part!r} is not a section")
         last = path[-1]
-        if len(path) == 1 and last == "method":
-            node.setdefault("method", {})["name"] = value
+        if path in (["method"], ["method", "name"]):
+            method = node.setdefault("method", {}) if len(path) == 1 else node
+            if method.get("name") != value:  # another method: the preset's options belong to the old one
+                method.clear()
+            method["name"] = value
         else:
             node[last] = value
     return values

@@ -9,7 +9,8 @@ hashes. `provenance.json` holds:
     environment     python, torch and platform of the machine that wrote the record (information, not checked)
     config          the full run config
     data            stream seed, family weights, every generator's config() (family, variant, size, version),
-                    the image-index ranges consumed and how they were split over processes
+                    the image-index ranges consumed and how they were split over processes; with data.real
+                    (the real-data reference) no generators, `real` = the data spec, and a split that says so
     training        seeds, steps, global batch size, processes
     sample          16 image indices spread over the consumed range, each with its family and the SHA-256 of its
                     uint8 pixels (RGB, row-major HWC, as `generators.io.pixel_sha256`), and one SHA-256 of all 16
@@ -44,6 +45,7 @@ import torch
 from synthsight import __version__
 from synthsight.config import Config, ConfigError, config_from_dict
 from synthsight.generators.io import pixel_sha256, to_uint8
+from synthsight.generators.real_stream import RealImageStream
 from synthsight.train.build import build_generators, build_stream
 from synthsight.train.checkpoint import FILES, read_meta, resolve_checkpoint, sha256_file, write_text_atomic
 
@@ -107,8 +109,12 @@ def sample_record(cfg: Config, indices: list[int]) -> dict[str, Any]:
     for i, image in zip(indices, pixels):
         hwc = image.permute(1, 2, 0).contiguous().numpy()
         whole.update(hwc.tobytes())
-        gen = stream.generators[stream.family_of(i)]
-        images.append({"index": int(i), "family": f"{gen.family}/{gen.variant}", "sha256": pixel_sha256(hwc)})
+        if isinstance(stream, RealImageStream):  # data.real: image i is data-set image dataset_index(i)
+            family = f"real:{cfg.data.real}#{stream.dataset_index(i)}"
+        else:
+            gen = stream.generators[stream.family_of(i)]
+            family = f"{gen.family}/{gen.variant}"
+        images.append({"index": int(i), "family": family, "sha256": pixel_sha256(hwc)})
     return {"hash": HASH_NOTE, "rendered_on": "cpu", "sha256": whole.hexdigest(), "images": images}
 
 
@@ -148,6 +154,9 @@ def build_provenance(cfg: Config, base: Path, weights: list[Path], world_size: i
     steps_done = cfg.trainer.steps if steps_done is None else steps_done
     ranges = consumed_ranges(cfg, steps_done)
     t = cfg.trainer
+    real = cfg.data.real
+    images_used = (f"only real images: the training split of {real!r} in a seeded order per epoch, labels unused; "
+                   "no synthetic images" if real else "only synthetic images, no other data")
     record = {
         "format": FORMAT,
         "kind": "run",  # "export" in an export folder
@@ -158,12 +167,13 @@ def build_provenance(cfg: Config, base: Path, weights: list[Path], world_size: i
         "config": cfg.to_dict(),
         "data": {
             "seed": cfg.data.seed, "weights": cfg.data.weights,
-            "generators": [g.config() for g in build_generators(cfg)],
+            "generators": [] if real else [g.config() for g in build_generators(cfg)],
+            "real": real,  # an eval data spec when the run pretrained on real images (data.real), else null
             "image_ranges": ranges,
             "images": sum(stop - start for start, stop in ranges),
             "split": (f"global batch s is images [s*{t.batch_size}, (s+1)*{t.batch_size}); each of {world_size} "
                       f"process(es) rendered a contiguous slice of every micro-batch (trainer.accumulate="
-                      f"{t.accumulate}); only synthetic images, no other data"),
+                      f"{t.accumulate}); {images_used}"),
         },
         "training": {"seed": t.seed, "data_seed": cfg.data.seed, "steps": t.steps, "steps_done": steps_done,
                      "batch_size": t.batch_size,
@@ -274,6 +284,10 @@ def _check_config(report: VerifyReport, record: dict[str, Any], base: Path) -> C
 
 def _check_generators(report: VerifyReport, record: dict[str, Any], cfg: Config) -> None:
     recorded = record.get("data", {}).get("generators", [])
+    if cfg.data.real:
+        report.add("generators", not recorded, f"none: the run pretrained on real images ({cfg.data.real})"
+                   if not recorded else f"{len(recorded)} generator(s) recorded for a run on real images")
+        return
     current = [g.config() for g in build_generators(cfg)]
     diffs = []
     for i, cur in enumerate(current):

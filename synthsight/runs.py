@@ -11,7 +11,7 @@ import torch
 
 from synthsight.augment.views import make_view
 from synthsight.config import Config, EvalConfig
-from synthsight.eval.run import EvalReport, evaluate, results_table
+from synthsight.eval.run import EvalReport, evaluate, metric_rows, results_table
 from synthsight.generators.io import save_grid
 from synthsight.provenance import write_provenance
 from synthsight.train.build import build_stream
@@ -41,27 +41,74 @@ def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: boo
     summary = {
         "steps": result.steps, "final_loss": round(result.final_loss, 4), "seconds": round(result.seconds, 1),
         "images_per_second": round(result.images_per_second, 1), "checkpoint": str(result.checkpoint),
-        "synthetic_images_seen": result.steps * cfg.trainer.batch_size, "device": cfg.trainer.device,
+        f"{'real' if cfg.data.real else 'synthetic'}_images_seen": result.steps * cfg.trainer.batch_size,
+        "device": cfg.trainer.device,
         "threads": torch.get_num_threads(), "processes": env_world_size(), "skipped_steps": result.skipped_steps,
+        "last_checks": result.last_checks,  # the collapse alarm's last figures and the online k-NN top-1, with steps
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size())  # what `synthsight verify` checks
     return result
 
 
-def eval_run(checkpoint: Path, cfg: EvalConfig, out_dir: Path, device: str = "cpu", progress: bool = True) -> EvalReport:
-    """Evaluate and write metrics.json, metrics.csv and table.md into out_dir."""
+def eval_run(checkpoint: Path, cfg: EvalConfig, out_dir: Path, device: str = "cpu", progress: bool = True,
+             analysis: bool = True) -> EvalReport:
+    """Evaluate and write metrics.json, metrics.csv (encoder x protocol x metric), per_class.csv and table.md;
+    with `analysis`, also the feature analysis (t-SNE, unit selectivity, retrieval, attention maps, per class)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     report = evaluate(checkpoint, cfg, device=device, progress=progress)
     data = report.to_dict()
     data["seconds"] = round(time.perf_counter() - t0, 1)
     (out_dir / "metrics.json").write_text(json.dumps(data, indent=1))
-    with open(out_dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["encoder", "protocol", "top1", "description"])
-        for enc in report.encoders:
-            for name, r in enc.results.items():
-                writer.writerow([enc.name, name, f"{r.top1:.4f}", r.describe()])
+    for name, rows in (("metrics.csv", metric_rows(report.encoders)), ("per_class.csv", report.per_class_rows())):
+        with open(out_dir / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["encoder", "protocol"])
+            writer.writeheader()
+            writer.writerows(rows)
     (out_dir / "table.md").write_text(results_table(report.encoders, cfg.protocols) + "\n")
+    if analysis:
+        from synthsight.analysis.run import run_analyses
+
+        run_analyses(report, out_dir, progress=progress)
     return report
+
+
+def finetune_run(checkpoint: Path, out_dir: Path, data: str = "fashion-mnist", test_data: str = "fashion-mnist",
+                 settings=None, init: str = "pretrained", size: int | None = None, limit: int | None = None,
+                 test_limit: int | None = None, device: str = "cpu", skip_bad: bool = False, progress: bool = True,
+                 log=print):
+    """Fine-tune a checkpoint's backbone (or, init="random", the same architecture from its starting weights) on
+    real data; write metrics.json (result, settings, per-epoch history), history.csv and per_class.csv."""
+    from synthsight.eval.data import load_dataset
+    from synthsight.eval.finetune import FinetuneSettings, finetune
+    from synthsight.eval.run import load_backbone, random_backbone
+
+    if init not in ("pretrained", "random"):
+        raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
+    s = settings or FinetuneSettings()
+    backbone, run_cfg, ckpt = load_backbone(checkpoint)
+    if init == "random":
+        backbone = random_backbone(run_cfg)
+    size = size or run_cfg.views.size
+    train = load_dataset(data, "train", size=size, limit=limit, seed=s.seed, skip_bad=skip_bad)
+    test = load_dataset(test_data, "test", size=size, limit=test_limit, seed=s.seed, skip_bad=skip_bad)
+    log(f"finetune: {init} {run_cfg.model.backbone} from {ckpt}; {len(train)} train images from {train.source}, "
+        f"{len(test)} test from {test.source}, {s.epochs} epochs on {device}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    run = finetune(backbone, train, test, s, device=device, progress=progress, log=log)
+    record = {"checkpoint": str(ckpt), "init": init, "backbone": run_cfg.model.backbone, "train_data": train.source,
+              "test_data": test.source, "classes": list(test.classes), "size": size, "device": str(device),
+              "seconds": round(time.perf_counter() - t0, 1), "result": run.result.to_dict(), "history": run.history}
+    (out_dir / "metrics.json").write_text(json.dumps(record, indent=1))
+    with open(out_dir / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(run.history[0]))
+        writer.writeheader()
+        writer.writerows(run.history)
+    with open(out_dir / "per_class.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class_index", "class", "top1"])
+        writer.writerows([c, test.classes[c] if c < len(test.classes) else c, acc]
+                         for c, acc in enumerate(run.result.per_class or []))
+    return run

@@ -7,7 +7,7 @@ import pytest
 
 from synthsight.cli import build_parser, main
 
-COMMANDS = ["generate", "pretrain", "eval", "report", "demo", "stats"]
+COMMANDS = ["generate", "pretrain", "eval", "finetune", "report", "demo", "stats"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -70,6 +70,32 @@ def test_pretrain_then_eval_on_npz_writes_metrics_and_report(tiny_config, tmp_pa
     assert "k-NN, cosine similarity, k=5" in html and "data:image/png;base64," in html
     for name in ("samples.png", "views.png", "loss.png", "eval/accuracy.png", "eval/metrics.csv"):
         assert (run / name).stat().st_size > 0
+    assert {"kmeans", "fewshot"} <= set(metrics["encoders"][0]["results"])  # the default protocols
+    assert "k-means NMI" in out and "5-shot top-1" in out and "k-NN k=40 top-1" in out  # k=200: 40 images
+    metric_rows = (run / "eval" / "metrics.csv").read_text().splitlines()
+    assert metric_rows[0] == "encoder,protocol,metric,value,description"
+    assert any(",kmeans,ari," in r for r in metric_rows)
+    per_class = (run / "eval" / "per_class.csv").read_text().splitlines()
+    assert per_class[0].startswith("encoder,protocol,class_index,class,top1,baseline,baseline_top1,diff")
+    assert len(per_class) == 1 + 3 * 4 * 2  # encoders x protocols x classes
+
+
+def test_finetune_command_and_protocol(tiny_config, tmp_path, capsys):
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--out", str(run)]) == 0
+    train, test = _npz(tmp_path / "train.npz"), _npz(tmp_path / "test.npz", seed=1)
+    assert main(["finetune", str(run), "--data", str(train), "--test-data", str(test), "--epochs", "2",
+                 "--batch-size", "16", "--device", "cpu"]) == 0
+    assert "full fine-tuning of backbone + linear head, AdamW" in capsys.readouterr().out
+    record = json.loads((run / "finetune" / "metrics.json").read_text())
+    assert len(record["history"]) == 2 and 0.0 <= record["result"]["top1"] <= 1.0
+    assert (run / "finetune" / "history.csv").is_file() and (run / "finetune" / "per_class.csv").is_file()
+    assert main(["eval", str(run), "--data", str(train), "--test-data", str(test), "--protocols", "knn,finetune",
+                 "--finetune-epochs", "1", "--compare", "pixels", "--device", "cpu", "--out", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    assert "fine-tune top-1" in out and "| raw pixels |" in out and "| – |" in out  # pixels: nothing to fine-tune
 
 
 def test_eval_missing_data_path_is_a_clear_error(tiny_config, tmp_path, capsys):

@@ -49,3 +49,10 @@ def test_unknown_method_lists_methods():
     cfg = load_config("demo", ["method=simclrr"])
     with pytest.raises(ValueError, match=r"unknown method 'simclrr'; did you mean 'simclr'"):
         build_method(cfg)
+
+
+def test_choosing_another_method_drops_the_presets_method_options():
+    assert load_config("demo", ["method=byol"]).method == {"name": "byol"}
+    assert load_config("demo", ["method.name=moco_v2", "method.temperature=0.3"]).method == {
+        "name": "moco_v2", "temperature": 0.3}
+    assert load_config("demo", ["method=simclr"]).method["temperature"] == 0.2  # same method: options stay

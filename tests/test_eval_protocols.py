@@ -64,7 +64,7 @@ def test_descriptions_spell_out_the_protocol(separable) -> None:
     text = linear_eval(*separable).describe()
     assert "logistic regression" in text and "10% held-out validation split" in text and "200 train" in text
     d = knn.to_dict()
-    assert set(d) == {"protocol", "top1", "settings", "n_train", "n_test", "description"}
+    assert set(d) == {"protocol", "top1", "settings", "n_train", "n_test", "metrics", "per_class", "description"}
     json.dumps(d)
     assert "other" in ProtocolResult("other", 0.5, {"a": 1}, 1, 1).describe()
 

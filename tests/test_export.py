@@ -154,10 +154,15 @@ def test_no_code_path_unpickles():
 
     import synthsight
 
+    # The one exception: CIFAR's own pickle files, read by an unpickler that refuses every global but numpy's
+    # array rebuilders (tests/test_eval_formats.py checks that a pickle calling os.system is refused).
+    allowed = {Path(synthsight.__file__).parent / "eval" / "cifar.py": ("import pickle",)}
     for path in Path(synthsight.__file__).parent.rglob("*.py"):
         text = path.read_text()
         for banned in ("torch.load(", "pickle.load", "allow_pickle=True", "weights_only=False", "import pickle"):
-            assert banned not in text, f"{path} uses {banned}"
+            if banned not in allowed.get(path, ()):
+                assert banned not in text, f"{path} uses {banned}"
+    assert "def find_class" in next(iter(allowed)).read_text()  # the restricted unpickler is still there
 
 
 @pytest.mark.parametrize("command", ["distill", "export", "verify"])

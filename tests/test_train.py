@@ -39,7 +39,7 @@ def test_pretrain_writes_checkpoints_log_and_config(tiny_config, tmp_path):
         verify_checkpoint(c)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["trainer"]["steps"] == 6
     log = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
-    assert log[0] == "step,loss,lr,images_per_second,skipped" and len(log) == 4
+    assert log[0] == "step,loss,lr,images_per_second,skipped,emb_std,eff_rank,teacher_entropy,knn" and len(log) == 4
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_config, tmp_path, monkeypatch):

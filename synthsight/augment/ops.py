@@ -118,3 +118,32 @@ def random_grayscale(x: torch.Tensor, g: Randomness, p: float = 0.2) -> torch.Te
     """Replace a random fraction p of the batch by its grey version (kept as 3 channels)."""
     pick = _per_sample(_coin(g, x.shape[0], p).float(), x)
     return x * (1 - pick) + grayscale(x).expand_as(x) * pick
+
+
+def gaussian_blur(
+    x: torch.Tensor, g: Randomness, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5
+) -> torch.Tensor:
+    """Blur a random fraction p of the batch with a Gaussian of per-image sigma (pixels) drawn from `sigma`.
+
+    Separable, reflect-padded, one grouped convolution per axis for the whole batch; Tensor[B, C, H, W] in and out.
+    """
+    b, c, h, w = x.shape
+    apply = _coin(g, b, p)
+    s = _uniform(g, b, *sigma)
+    radius = max(1, min(math.ceil(3 * sigma[1]), h - 1, w - 1))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-offsets[None] ** 2 / (2 * s[:, None] ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    identity = (offsets == 0).float().expand_as(kernel)
+    kernel = torch.where(apply[:, None], kernel, identity)  # images left alone get a delta kernel
+    k = kernel.to(device=x.device, dtype=x.dtype).repeat_interleave(c, dim=0)  # [B*C, 2r+1]
+    y = x.reshape(1, b * c, h, w)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), k.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k.view(b * c, 1, -1, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
+def random_solarize(x: torch.Tensor, g: Randomness, p: float = 0.2, threshold: float = 0.5) -> torch.Tensor:
+    """Invert the pixels at or above `threshold` in a random fraction p of the batch (values in [0, 1])."""
+    pick = _per_sample(_coin(g, x.shape[0], p).float(), x)
+    return x * (1 - pick) + torch.where(x >= threshold, 1 - x, x) * pick

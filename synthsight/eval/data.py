@@ -1,4 +1,8 @@
-"""Real labelled images for evaluation: Fashion-MNIST from the Debian package, any ImageFolder, or an .npz.
+"""Real labelled images for evaluation: Fashion-MNIST, CIFAR-10/100, STL-10, any ImageFolder, or an .npz.
+
+Spec strings: "fashion-mnist" (Debian package files), "cifar10:DIR", "cifar100:DIR" (the python-version folders,
+see cifar.py), "stl10:DIR" (the binary folder, see stl10.py), or a bare path: a directory is recognised as
+CIFAR-10, CIFAR-100 or STL-10 by its files, otherwise read as an ImageFolder; a file must be an .npz.
 
 Every source comes out the same way: uint8 Tensor[N, 3, S, S] (grey replicated to three channels, resized to
 S x S with antialiased bilinear interpolation, aspect ratio not kept) and int64 labels.
@@ -6,7 +10,7 @@ S x S with antialiased bilinear interpolation, aspect ratio not kept) and int64 
 Example:
     >>> train = load_dataset("fashion-mnist", "train", size=32)          # 60000 images
     >>> test = load_dataset("fashion-mnist:test", size=32, limit=1000)    # stratified: 100 per class
-    >>> mine = load_dataset("~/data/flowers", size=64, skip_bad=True)     # <root>/<class>/<image>
+    >>> cifar = load_dataset("cifar10:~/data/cifar-10-batches-py", "test")   # or just the path: auto-detected
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ FASHION_MNIST_CLASSES = (
 )  # fmt: skip
 _FASHION_MNIST_FILES = {"train": "train", "test": "t10k"}  # split -> file prefix
 NAMED_DATASETS = ("fashion-mnist",)
+PATH_DATASETS = ("cifar10", "cifar100", "stl10")  # "<name>:<folder>"; a bare folder is recognised by its files
 _SPLIT_DIR_NAMES = {"train", "test", "val", "valid", "validation"}
 
 
@@ -75,8 +80,10 @@ def load_dataset(
     seed: int = 0,
     skip_bad: bool = False,
 ) -> LabeledImages:
-    """Load `spec`: "fashion-mnist" (or "fashion-mnist:train" / ":test", which overrides `split`), a directory
-    laid out as <root>/<class>/<image> (split ignored), or an .npz with `images` and `labels` (split ignored).
+    """Load `spec`: "fashion-mnist" (or "fashion-mnist:train" / ":test", which overrides `split`),
+    "cifar10:DIR" / "cifar100:DIR" / "stl10:DIR" (their `split`), a directory (CIFAR or STL-10 files are
+    recognised, else it is read as <root>/<class>/<image>, split ignored), or an .npz with `images` and
+    `labels` (split ignored).
 
     `limit` keeps a seeded, stratified subset of that many images (classes in proportion to their size).
     `skip_bad` skips unreadable files in an ImageFolder (counted in `n_skipped`) instead of raising.
@@ -88,9 +95,11 @@ def load_dataset(
     name, _, forced_split = spec.partition(":")
     if name.lower() in NAMED_DATASETS:
         return _load_fashion_mnist(forced_split or split, size, limit, seed)
+    if name.lower() in PATH_DATASETS:
+        return _load_path_dataset(name.lower(), forced_split, split, size, limit, seed)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _load_image_folder(path, size, limit, seed, skip_bad)
+        return _load_directory(path, split, size, limit, seed, skip_bad)
     if path.is_file():
         if path.suffix.lower() != ".npz":
             raise DatasetError(f"{path} is a file but not an .npz; pass an .npz or a directory <root>/<class>/<image>")
@@ -100,9 +109,38 @@ def load_dataset(
             f"no such file or directory: {path}; check the path (relative paths start at {Path.cwd()})"
         )
     raise DatasetError(
-        unknown_name_message("dataset", spec, list(NAMED_DATASETS))
+        unknown_name_message("dataset", spec, list(NAMED_DATASETS) + [f"{n}:DIR" for n in PATH_DATASETS])
         + f", or a path to an ImageFolder directory or .npz file (no file or directory {spec!r} exists)"
     )
+
+
+def _load_path_dataset(name: str, folder: str, split: str, size: int, limit: int | None, seed: int) -> LabeledImages:
+    """cifar10 / cifar100 / stl10 from `folder` (the part of the spec after "name:")."""
+    from synthsight.eval.cifar import load_cifar
+    from synthsight.eval.stl10 import load_stl10
+
+    if not folder:
+        raise DatasetError(f"{name} needs its folder: {name}:/path/to/folder (see `synthsight eval --help`)")
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"{name} folder {root} does not exist; check the path after '{name}:'")
+    if name == "stl10":
+        return load_stl10(root, split, size, limit, seed)
+    return load_cifar(root, name, split, size, limit, seed)
+
+
+def _load_directory(root: Path, split: str, size: int, limit: int | None, seed: int, skip_bad: bool) -> LabeledImages:
+    """A CIFAR or STL-10 folder recognised by its files, else an ImageFolder."""
+    from synthsight.eval.cifar import detect_cifar, load_cifar
+    from synthsight.eval.stl10 import detect_stl10, load_stl10
+
+    cifar = detect_cifar(root)
+    if cifar is not None:
+        return load_cifar(cifar[1], cifar[0], split, size, limit, seed)
+    stl = detect_stl10(root)
+    if stl is not None:
+        return load_stl10(stl, split, size, limit, seed)
+    return _load_image_folder(root, size, limit, seed, skip_bad)
 
 
 def stratified_subset(labels: torch.Tensor, limit: int, seed: int = 0) -> torch.Tensor:

@@ -76,31 +76,53 @@ def check_probe_inputs(
     trivially 100%, which almost always means the wrong data set or labels were passed).
     """
     for name, x in (("train_x", train_x), ("test_x", test_x)):
-        if x.ndim != 2:
-            raise ValueError(f"{name} must be features Tensor[N, D], got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a float tensor, got {x.dtype}")
-        if not torch.isfinite(x).all():
-            bad = int((~torch.isfinite(x)).any(dim=1).sum())
-            raise ValueError(
-                f"{name} contains NaN or infinite values in {bad} of {len(x)} rows; the backbone diverged "
-                "or the features overflowed (try extract_features(..., amp=False))"
-            )
+        _check_features(name, x)
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train_x has {train_x.shape[1]} feature dims but test_x has {test_x.shape[1]}")
     if len(train_x) == 0 or len(test_x) == 0:
         raise ValueError(f"need at least one train and one test row, got {len(train_x)} and {len(test_x)}")
     labels = [("train_y", train_y, train_x)] + ([("test_y", test_y, test_x)] if test_y is not None else [])
     for name, y, x in labels:
-        if y.ndim != 1 or len(y) != len(x):
-            raise ValueError(f"{name} must be Tensor[{len(x)}] (one label per row), got shape {tuple(y.shape)}")
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise ValueError(f"{name} must hold integer class indices, got {y.dtype}")
-        if int(y.min()) < 0:
-            raise ValueError(f"{name} has negative labels (min {int(y.min())}); labels must be 0..C-1")
-    if torch.unique(train_y).numel() < 2:
+        _check_labels(name, y, x)
+    _check_two_classes("train_y", train_y)
+    return int(max(int(y.max()) for _, y, _ in labels)) + 1
+
+
+def check_labeled_features(x: torch.Tensor, y: torch.Tensor, name: str = "x") -> int:
+    """`check_probe_inputs` for one labelled set (e.g. the test features k-means clusters): number of classes."""
+    _check_features(name, x)
+    if len(x) == 0:
+        raise ValueError(f"{name} has no rows; need at least one image's features")
+    _check_labels("labels", y, x)
+    _check_two_classes("labels", y)
+    return int(y.max()) + 1
+
+
+def _check_features(name: str, x: torch.Tensor) -> None:
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be features Tensor[N, D], got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).any(dim=1).sum())
         raise ValueError(
-            f"train_y holds a single class ({int(train_y[0])}); a probe needs at least two classes to measure "
+            f"{name} contains NaN or infinite values in {bad} of {len(x)} rows; the backbone diverged "
+            "or the features overflowed (try extract_features(..., amp=False))"
+        )
+
+
+def _check_labels(name: str, y: torch.Tensor, x: torch.Tensor) -> None:
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"{name} must be Tensor[{len(x)}] (one label per row), got shape {tuple(y.shape)}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class indices, got {y.dtype}")
+    if len(y) and int(y.min()) < 0:
+        raise ValueError(f"{name} has negative labels (min {int(y.min())}); labels must be 0..C-1")
+
+
+def _check_two_classes(name: str, y: torch.Tensor) -> None:
+    if torch.unique(y).numel() < 2:
+        raise ValueError(
+            f"{name} holds a single class ({int(y[0])}); a probe needs at least two classes to measure "
             "anything — check that the right data set and labels were passed"
         )
-    return int(max(int(y.max()) for _, y, _ in labels)) + 1

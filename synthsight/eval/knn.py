@@ -2,7 +2,8 @@
 
 Each test image takes the k training images with the highest cosine similarity s; each neighbour votes for
 its class with weight exp(s / T). No parameters are fitted, so the number measures the feature geometry
-directly. DINO's defaults: k=20, T=0.07.
+directly. DINO's defaults: k=20, T=0.07; k=200 is the other common choice (InstDisc), and `knn_eval(...,
+extra_ks=[200])` reports it from the same neighbour search.
 
 Example:
     >>> result = knn_eval(train_feats, train_labels, test_feats, test_labels)
@@ -13,12 +14,13 @@ Example:
 from __future__ import annotations
 
 import warnings
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from synthsight.eval.features import check_probe_inputs
-from synthsight.eval.result import ProtocolResult
+from synthsight.eval.result import ProtocolResult, per_class_accuracy
 
 
 def knn_predict(
@@ -36,29 +38,44 @@ def knn_predict(
     about chunk_size x N floats (256 x 60000 x 4 B = 61 MB). `k` larger than N is clamped to N with a warning.
     Ties between classes go to the lowest class index. All-zero feature rows have similarity 0 to everything.
     """
+    return knn_predict_many(train_x, train_y, test_x, [k], temperature, num_classes, chunk_size)[0]
+
+
+def knn_predict_many(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    ks: Sequence[int] = (20, 200),
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    chunk_size: int = 256,
+) -> list[torch.Tensor]:
+    """`knn_predict` for several k at the cost of the largest: one int64 Tensor[M] per entry of `ks`."""
     n_cls = check_probe_inputs(train_x, train_y, test_x)
     num_classes = max(num_classes or 0, n_cls)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    if not ks or min(ks) < 1:
+        raise ValueError(f"k must be >= 1, got {list(ks)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    k = _effective_k(k, len(train_x))
+    ks = [_effective_k(k, len(train_x)) for k in ks]
 
     device = train_x.device
     bank = F.normalize(train_x.float(), dim=1)
     bank_y = train_y.to(device=device, dtype=torch.long)
-    preds = []
+    preds: list[list[torch.Tensor]] = [[] for _ in ks]
     for start in range(0, len(test_x), chunk_size):
         q = F.normalize(test_x[start : start + chunk_size].to(device).float(), dim=1)
-        sim, idx = (q @ bank.T).topk(k, dim=1)  # [B, k] each
+        sim, idx = (q @ bank.T).topk(max(ks), dim=1)  # [B, k] each, sorted: the first k are the k nearest
         # Subtracting each row's best similarity rescales that row's weights by one constant factor: the vote
         # is unchanged, but exp() cannot overflow however small T is.
         weights = ((sim - sim[:, :1]) / temperature).exp()
-        votes = torch.zeros(len(q), num_classes, device=device).scatter_add_(1, bank_y[idx], weights)
-        preds.append(votes.argmax(dim=1))
-    return torch.cat(preds).cpu()
+        for out, k in zip(preds, ks):
+            votes = torch.zeros(len(q), num_classes, device=device)
+            votes.scatter_add_(1, bank_y[idx[:, :k]], weights[:, :k])
+            out.append(votes.argmax(dim=1))
+    return [torch.cat(p).cpu() for p in preds]
 
 
 def knn_eval(
@@ -69,15 +86,25 @@ def knn_eval(
     k: int = 20,
     temperature: float = 0.07,
     chunk_size: int = 256,
+    extra_ks: Sequence[int] = (),
 ) -> ProtocolResult:
-    """Top-1 accuracy of `knn_predict` on (test_x, test_y); see the module docstring for the protocol."""
+    """Top-1 accuracy of `knn_predict` on (test_x, test_y); see the module docstring for the protocol.
+
+    `extra_ks` are reported beside k in `metrics` ("top1_k200": ...) from the same neighbour search; top1 and
+    per_class are those of k.
+    """
     num_classes = check_probe_inputs(train_x, train_y, test_x, test_y)
-    pred = knn_predict(train_x, train_y, test_x, k, temperature, num_classes, chunk_size)
-    top1 = (pred == test_y.cpu()).float().mean().item()
+    ks = list(dict.fromkeys([k] + [min(e, len(train_x)) for e in extra_ks]))  # only k itself warns if clamped
+    preds = knn_predict_many(train_x, train_y, test_x, ks, temperature, num_classes, chunk_size)
+    y = test_y.cpu()
+    metrics = {}
+    for requested, pred in zip(ks, preds):
+        metrics.setdefault(f"top1_k{min(requested, len(train_x))}", (pred == y).float().mean().item())
     settings = {"k": _effective_k(k, len(train_x), warn=False), "temperature": temperature, "similarity": "cosine"}
     if settings["k"] != k:
         settings["k_requested"] = k
-    return ProtocolResult("knn", top1, settings, n_train=len(train_x), n_test=len(test_x))
+    return ProtocolResult("knn", metrics[f"top1_k{settings['k']}"], settings, n_train=len(train_x),
+                          n_test=len(test_x), metrics=metrics, per_class=per_class_accuracy(preds[0], y, num_classes))
 
 
 def _effective_k(k: int, n_train: int, warn: bool = True) -> int:

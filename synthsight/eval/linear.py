@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from synthsight.eval.features import check_probe_inputs
-from synthsight.eval.result import ProtocolResult
+from synthsight.eval.result import ProtocolResult, per_class_accuracy
 
 # Penalty lambda on the mean cross-entropy: loss = CE + lambda/2 * ||W||^2 (the bias is not penalised).
 # scikit-learn's C relates as lambda = 1 / (C * n_train); C=1 on 60000 images is lambda ~ 1.7e-5.
@@ -120,7 +119,8 @@ def linear_eval(
                     best, weight_decay = acc, wd
             selection = "validation"
         w, b = fit_logistic_regression(x, y, num_classes, weight_decay, max_iter)
-        top1 = _accuracy(xt, test_y.to(x.device, torch.long), w, b)
+        pred = torch.addmm(b, xt, w.T).argmax(dim=1).cpu()
+        top1 = (pred == test_y.cpu()).float().mean().item()
 
     settings = {
         "weight_decay": weight_decay,
@@ -132,7 +132,8 @@ def linear_eval(
         "max_iter": max_iter,
         "seed": seed,
     }
-    return ProtocolResult("linear", top1, settings, n_train=len(train_x), n_test=len(test_x))
+    return ProtocolResult("linear", top1, settings, n_train=len(train_x), n_test=len(test_x),
+                          per_class=per_class_accuracy(pred, test_y, num_classes))
 
 
 def stratified_split(y: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

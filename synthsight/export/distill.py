@@ -174,4 +174,4 @@ class Distill(Method):
             feat = torch.stack([cosine_feature_loss(a(features), f) for a, (f, _) in zip(self.adapters, outputs)])
             loss = loss + self.cfg.feature_weight * feat.mean()
             terms["feature_cos"] = float(feat.mean().detach())
-        return StepOutput(loss, terms)
+        return StepOutput(loss, terms, embeddings=features.detach())

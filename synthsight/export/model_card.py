@@ -24,6 +24,11 @@ LICENCE = (
     "never for training; their own licences apply to them."
 )
 
+LICENCE_REAL = (
+    "Code: Apache-2.0. This model was pretrained on the real images of `{real}` (the real-data reference of a "
+    "synthetic-pretraining comparison), so the licence of that data set applies to these weights as well."
+)
+
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
@@ -34,7 +39,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _front_matter(info: dict[str, Any], cfg: Config) -> str:
     library = "timm" if info.get("timm_architecture") else "synthsight"
-    tags = ["image-feature-extraction", "synthetic-data", "synthsight", str(cfg.method.get("name"))]
+    data_tag = "real-data-reference" if cfg.data.real else "synthetic-data"  # data.real: pretrained on real images
+    tags = ["image-feature-extraction", data_tag, "synthsight", str(cfg.method.get("name"))]
     return "---\nlicense: apache-2.0\nlibrary_name: " + library + "\ntags:\n" + "".join(f"- {t}\n" for t in tags) + "---"
 
 
@@ -61,6 +67,10 @@ def _data(cfg: Config, provenance: dict[str, Any] | None) -> list[str]:
     d = (provenance or {}).get("data", {})
     gens = d.get("generators") or []
     t = cfg.trainer
+    if cfg.data.real:  # the real-data reference run (data.real): no generator made its images
+        return ["## Training data: real images", "", f"The training split of `{cfg.data.real}` (labels unused), in a "
+                f"seeded order per epoch (`data.seed={cfg.data.seed}`): **{t.steps * t.batch_size:,}** images seen "
+                f"({t.steps} steps x global batch {t.batch_size}). No synthetic images were used.", ""]
     lines = ["## Training data: procedurally generated images only", "",
              "| family | variant | render size | generator version |", "|---|---|---|---|"]
     lines += [f"| {g['family']} | {g['variant']} | {g['size']} px | {g['version']} |" for g in gens]
@@ -149,11 +159,13 @@ def model_card(info: dict[str, Any], cfg: Config, run_dir: Path | None, provenan
     m = cfg.model
     teachers = " (its teachers were trained the same way; see their provenance)" if (provenance or {}).get(
         "teachers") else ""
-    lines = [_front_matter(info, cfg), "", f"# synthsight `{m.backbone}`: a backbone pretrained on procedurally "
-             "generated images only", "",
-             f"Pretrained with `{cfg.method.get('name')}` on images rendered from formulas by synthsight "
+    origin = f"real images ({cfg.data.real}, labels unused)" if cfg.data.real else "procedurally generated images only"
+    lines = [_front_matter(info, cfg), "", f"# synthsight `{m.backbone}`: a backbone pretrained on {origin}", "",
+             f"Pretrained with `{cfg.method.get('name')}` on "
+             f"{'the real images named below' if cfg.data.real else 'images rendered from formulas'} by synthsight "
              f"{(provenance or {}).get('code', {}).get('version', '')}; exported from `{info['checkpoint']}`.", ""]
     lines += _architecture(info, cfg) + _data(cfg, provenance) + _teachers(provenance) + _compute(run_dir)
     lines += _evaluation(run_dir) + _usage(info) + _files(info, provenance)
-    lines += ["## Licence", "", LICENCE.format(teachers=teachers), ""]
+    licence = LICENCE_REAL.format(real=cfg.data.real) if cfg.data.real else LICENCE.format(teachers=teachers)
+    lines += ["## Licence", "", licence, ""]
     return "\n".join(lines)

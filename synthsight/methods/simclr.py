@@ -55,4 +55,4 @@ class SimCLR(Method):
             loss = nt_xent(z1, z2, self.cfg.temperature, all_z1, all_z2, offset=rank * z1.shape[0])
         else:
             loss = nt_xent(z1, z2, self.cfg.temperature)
-        return StepOutput(loss, {"nt_xent": float(loss.detach())})
+        return StepOutput(loss, {"nt_xent": float(loss.detach())}, embeddings=z1.detach())

@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import inspect
+
 import timm
 import torch
 from torch import nn
@@ -69,8 +71,28 @@ def resnet50(small_stem: bool = False, width: int = 64) -> nn.Module:
     return _timm_backbone("resnet50", small_stem)
 
 
-def create_backbone(name: str, small_stem: bool = True, width: int = 64) -> nn.Module:
-    """A registered backbone, or any timm architecture as 'timm/<name>' (random init, no download)."""
+@BACKBONES.register("vit_tiny")
+def vit_tiny(small_stem: bool = True, width: int = 64, image_size: int = 32, patch_size: int = 4) -> nn.Module:
+    """timm ViT-Tiny (12 blocks, width 192, 3 heads, ~5.4M parameters; features = the CLS token, size 192) for
+    small images: patch_size 4 gives an 8x8 grid at 32 px. `image_size` sets the position-embedding grid; other
+    sizes (multi-crop's local crops, evaluation at another side) work too, the embeddings are interpolated.
+    `small_stem` and `width` are ignored."""
+    if image_size % patch_size:
+        raise ValueError(f"vit_tiny: image side {image_size} is not a multiple of model.patch_size={patch_size}")
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=image_size,
+                             patch_size=patch_size, dynamic_img_size=True)
+
+
+def create_backbone(name: str, small_stem: bool = True, width: int = 64, image_size: int | None = None,
+                    patch_size: int | None = None) -> nn.Module:
+    """A registered backbone, or any timm architecture as 'timm/<name>' (random init, no download).
+
+    `image_size` (the training view side) and `patch_size` reach only the backbones whose factory takes them
+    (the ViTs); None keeps the factory's default."""
     if name.startswith(TIMM_PREFIX):
         return _timm_backbone(name[len(TIMM_PREFIX):], small_stem)
-    return BACKBONES.create(name, small_stem=small_stem, width=width)
+    factory = BACKBONES.get(name)
+    accepted = inspect.signature(factory).parameters
+    options = {"image_size": image_size, "patch_size": patch_size}
+    extra = {k: v for k, v in options.items() if v is not None and k in accepted}
+    return factory(small_stem=small_stem, width=width, **extra)

@@ -1,4 +1,10 @@
-"""PNG plots of a run: loss curve and accuracy per encoder and protocol."""
+"""PNG plots of a run: loss curve, other logged training figures, and accuracy per encoder and protocol.
+
+Example:
+    >>> plot_loss_curve([0, 10, 20], [4.1, 3.2, 2.9], Path("runs/demo/loss.png"))
+    >>> plot_log_panels({"knn": ([0, 10], [0.4, 0.6])}, Path("runs/demo/online_knn.png"), "online k-NN", ("knn",))
+    >>> plot_accuracy_bars({"ours": {"knn": 80.1}}, Path("runs/demo/eval/accuracy.png"))
+"""
 
 from __future__ import annotations
 
@@ -40,6 +46,25 @@ def plot_accuracy_bars(table: dict[str, dict[str, float]], path: Path, title: st
     ax.set_ylim(max(0.0, min(lows) - 10) if lows else 0, 100)
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_log_panels(series: dict[str, tuple[list[int], list[float]]], path: Path, title: str,
+                    percent: tuple[str, ...] = ()) -> Path:
+    """One small line plot per logged column: series[name] = (steps, values); names in `percent` are shown x100."""
+    if not series:
+        raise ValueError("plot_log_panels needs at least one series")
+    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series) + 0.6, 3.0), dpi=110, squeeze=False)
+    for ax, (name, (steps, values)) in zip(axes[0], series.items()):
+        scale = 100.0 if name in percent else 1.0
+        ax.plot(steps, [scale * v for v in values], lw=1.5, marker="o" if len(steps) < 30 else None, ms=3)
+        ax.set_xlabel("step")
+        ax.set_title(name + (" (%)" if name in percent else ""), fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -7,6 +7,7 @@ import torch
 from synthsight.config import Config, ConfigError, build_dataclass, split_family
 from synthsight.generators import GENERATORS, Generator
 from synthsight.generators.stream import SyntheticStream
+from synthsight.generators.real_stream import RealImageStream
 from synthsight.methods import METHODS, Method
 from synthsight.models.backbones import create_backbone
 
@@ -24,9 +25,21 @@ def build_generators(cfg: Config) -> list[Generator]:
 
 
 def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = None, rank: int = 0,
-                 world_size: int = 1, batch_size: int | None = None) -> SyntheticStream:
+                 world_size: int = 1, batch_size: int | None = None) -> SyntheticStream | RealImageStream:
     """The configured stream; `batch_size` is per rank and micro-batch (default trainer.batch_size, one process).
-    It streams class labels too when the method trains on them."""
+    It streams class labels too when the method trains on them. With data.real set, real images instead."""
+    if cfg.data.real is not None:
+        method = cfg.method["name"]
+        if METHODS.get(method).needs_labels:
+            raise ConfigError(
+                f"method {method!r} trains on class labels, but data.real={cfg.data.real!r} streams real images "
+                "without labels; use a self-supervised method, or unset data.real to train on labelled synthetic "
+                "families (fractal_ifs, contours, programs)"
+            )
+        return RealImageStream.from_spec(
+            cfg.data.real, cfg.data.render_size, seed=cfg.data.seed, batch_size=batch_size or cfg.trainer.batch_size,
+            start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
+        )
     return SyntheticStream(
         build_generators(cfg), seed=cfg.data.seed, batch_size=batch_size or cfg.trainer.batch_size,
         weights=cfg.data.weights, start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
@@ -35,7 +48,10 @@ def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = No
 
 
 def build_backbone(cfg: Config) -> torch.nn.Module:
-    return create_backbone(cfg.model.backbone, small_stem=cfg.model.small_stem, width=cfg.model.width)
+    """The configured backbone; ViTs size their position embeddings for the training view side (views.size)."""
+    m = cfg.model
+    return create_backbone(m.backbone, small_stem=m.small_stem, width=m.width, image_size=cfg.views.size,
+                           patch_size=m.patch_size)
 
 
 def build_method(cfg: Config) -> Method:

@@ -24,7 +24,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -36,17 +36,22 @@ from synthsight import __version__
 from synthsight.augment.rng import PerImageRandom
 from synthsight.config import Config, ConfigError
 from synthsight.generators.base import image_seed
+from synthsight.methods.base import StepOutput
 from synthsight.train.build import build_generators, build_method, build_optimizer, build_stream
 from synthsight.train.checkpoint import (
     latest_good_checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint, write_text_atomic,
 )
+from synthsight.train.collapse import CollapseError, CollapseMonitor
 from synthsight.train.distributed import (
     DistContext, average_buffers, average_gradients, broadcast_int, broadcast_module, broadcast_str,
     convert_sync_batchnorm, distributed_session, mean_across_ranks, on_main,
 )
+from synthsight.train.online_eval import OnlineKNN
 from synthsight.train.schedules import warmup_cosine
 
-LOG_FIELDS = ["step", "loss", "lr", "images_per_second", "skipped"]
+# The collapse alarm's figures and the online k-NN top-1 are empty where a row's step measured none; logs written
+# before those columns existed are read and continued as they are.
+LOG_FIELDS = ["step", "loss", "lr", "images_per_second", "skipped", "emb_std", "eff_rank", "teacher_entropy", "knn"]
 
 
 class NonFiniteError(RuntimeError):
@@ -78,6 +83,7 @@ class TrainResult:
     images_per_second: float
     checkpoint: Path
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (trainer.skip_nonfinite=true)
+    last_checks: dict[str, float] = field(default_factory=dict)  # last collapse figures and online k-NN, with steps
 
 
 def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -123,7 +129,7 @@ def _read_log(path: Path, upto_step: int) -> list[dict[str, str]]:
 
 def _write_log(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, restval="")
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, restval="", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buf.getvalue())
@@ -195,12 +201,12 @@ def _oom_message(cfg: Config, ctx: DistContext, per_rank: int, step: int, last_c
 def forward_backward(
     method: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, batches: Iterator,
     cfg: Config, step: int, device: torch.device,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, StepOutput]:
     """Gradients of one step, summed over trainer.accumulate micro-batches; returns this rank's mean loss and the
-    last micro-batch's loss terms."""
+    last micro-batch's StepOutput (its loss terms, and embeddings for the collapse alarm)."""
     t = cfg.trainer
     optimizer.zero_grad(set_to_none=True)
-    total, terms = torch.zeros((), device=device), {}
+    total = torch.zeros((), device=device)
     for _ in range(t.accumulate):
         batch = next(batches, None)
         if batch is None:
@@ -212,8 +218,7 @@ def forward_backward(
             out = method.training_step(images.to(device, non_blocking=True), g, labels)
         scaler.scale(out.loss / t.accumulate).backward()
         total += out.loss.detach().float()
-        terms = out.terms
-    return total / t.accumulate, terms
+    return total / t.accumulate, out
 
 
 def _nonfinite_error(problem: str, step: int, loss: float, grad_norm: float, terms: dict[str, float],
@@ -227,6 +232,26 @@ def _nonfinite_error(problem: str, step: int, loss: float, grad_norm: float, ter
         f"gradient norm is {grad_norm} at step {step} (loss {loss:.5f}, terms {terms}; non-finite in "
         f"{_nonfinite_params(method)}); {where}. {advice}"
     )
+
+
+def _after_step(ctx: DistContext, cfg: Config, done: int, out: StepOutput, method: torch.nn.Module,
+                monitor: CollapseMonitor | None, online: OnlineKNN | None, last_ckpt: Path | None,
+                checks: dict[str, float]) -> dict[str, str]:
+    """The checks due after optimisation step `done`: the collapse alarm (after warm-up; raises CollapseError on every
+    rank once it has fired trainer.collapse_patience times in a row) and the online k-NN, both on rank 0. Returns
+    their train_log.csv columns (empty when none was due) and records the figures in `checks`."""
+    t, columns = cfg.trainer, {}
+    if monitor is not None and done > t.warmup_steps and done % t.collapse_check_every == 0:
+        figures = on_main(ctx, monitor.check, out, done, last_ckpt)
+        if figures is not None and (log := figures.as_log()):
+            columns.update(log)
+            checks.update({k: float(v) for k, v in log.items()}, collapse_check_step=done)
+    if t.online_eval_every and (done % t.online_eval_every == 0 or done == t.steps):
+        knn = on_main(ctx, lambda: online.evaluate(method.backbone, ctx.device, method.memory_format))
+        if knn is not None:
+            columns["knn"] = f"{knn:.4f}"
+            checks.update(knn=knn, knn_step=done)
+    return columns
 
 
 def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -245,6 +270,9 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
         torch.set_num_threads(t.threads)
     device = ctx.device
     build_generators(cfg)  # a bad family or method option fails here, before the run folder is touched
+    # online evaluation data is loaded once, on rank 0; a missing set fails here too
+    online = on_main(ctx, OnlineKNN.from_config, cfg) if t.online_eval_every else None
+    monitor = CollapseMonitor.from_config(t) if t.collapse_check_every else None
     method, optimizer, scaler = build_training(cfg, device)
     run_dir = Path(broadcast_str(ctx, str(run_dir)))
     on_main(ctx, prepare_run_dir, run_dir, cfg, resume)
@@ -281,13 +309,17 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     t0 = tick = time.perf_counter()
     tick_step = start
     loss_value = float("nan")
+    checks: dict[str, float] = {}  # the last figures of the collapse alarm and online k-NN, for the summary
+    postfix: dict[str, str] = {}
+    if online is not None and progress:
+        tqdm.write(online.describe(), file=sys.stderr)
     for step in range(start, t.steps):
         lr = warmup_cosine(step, t.steps, t.lr, t.warmup_steps, t.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(image_seed(t.seed, step, f"torch/rank{ctx.rank}"))  # dropout etc.: a pure fn of step
         try:
-            loss, terms = forward_backward(method, optimizer, scaler, batches, cfg, step, device)
+            loss, out = forward_backward(method, optimizer, scaler, batches, cfg, step, device)
             average_gradients(ctx, method)  # after all micro-batches: one reduction per step, same grads everywhere
             loss_value = float(mean_across_ranks(loss))
             scaler.unscale_(optimizer)
@@ -304,7 +336,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             raise TrainingOOMError(_oom_message(cfg, ctx, per_rank, step, last_ckpt)) from err
         if problem is not None:
             if not t.skip_nonfinite:
-                raise _nonfinite_error(problem, step, loss_value, grad_norm, terms, method, last_ckpt)
+                raise _nonfinite_error(problem, step, loss_value, grad_norm, out.terms, method, last_ckpt)
             skipped += 1
             optimizer.zero_grad(set_to_none=True)
             scaler.update()
@@ -313,15 +345,26 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
                            f"{grad_norm}); step skipped, {skipped} so far (trainer.skip_nonfinite=true)", sys.stderr)
 
         done = step + 1
-        if ctx.is_main and (done % t.log_every == 0 or done == t.steps):
+        try:
+            columns = {} if problem else _after_step(ctx, cfg, done, out, method, monitor, online, last_ckpt, checks)
+        except CollapseError:  # (rank 0) keep the figures of the collapsed checks; resume reads up to its checkpoint
+            _write_log(log_path, rows)
+            raise
+        if ctx.is_main and (done % t.log_every == 0 or done == t.steps or columns):
             now = time.perf_counter()
             ips = (done - tick_step) * t.batch_size / max(now - tick, 1e-9)
             tick, tick_step = now, done
             rows.append({"step": done, "loss": f"{loss_value:.5f}", "lr": f"{lr:.6g}",
-                         "images_per_second": f"{ips:.1f}", "skipped": skipped})
-            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{ips:.0f}")
+                         "images_per_second": f"{ips:.1f}", "skipped": skipped, **columns})
+            postfix.update(loss=f"{loss_value:.3f}", img_s=f"{ips:.0f}")
+            if "knn" in columns:
+                postfix["knn"] = f"{100 * float(columns['knn']):.1f}%"
+            bar.set_postfix(postfix)
         bar.update(1)
-        if done % t.checkpoint_every == 0 or done == t.steps:
+        due = done % t.checkpoint_every == 0
+        if due and monitor is not None:  # no checkpoint while the collapse alarm counts collapsed checks (but the
+            due = broadcast_int(ctx, monitor.streak) == 0  # last), so the newest stays the last good one to resume
+        if due or done == t.steps:
             average_buffers(ctx, method)  # BatchNorm statistics of the global stream, the same on every rank
             state = dict(meta, skipped_steps=skipped, scaler=scaler.state_dict() if scaler.is_enabled() else None)
             on_main(ctx, _write_log, log_path, rows)
@@ -330,4 +373,4 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     bar.close()
     seconds = time.perf_counter() - t0
     return TrainResult(run_dir, t.steps, loss_value, seconds, (t.steps - start) * t.batch_size / seconds, last_ckpt,
-                       skipped)
+                       skipped, checks)

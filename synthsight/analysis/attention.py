@@ -1,0 +1,65 @@
+"""Self-attention maps of a Vision Transformer's CLS token (as in DINO, Caron et al. 2021, Fig. 1 and 3).
+
+For a timm `VisionTransformer`, the last block's attention from the CLS token to every patch, one map per head:
+Tensor[B, 3, H, W] (normalised network input) -> Tensor[B, heads, H / p, W / p] for patch side p.
+
+timm computes attention with a fused kernel that never materialises the weights, so they are recomputed here from
+the last block's own layers (norm1, qkv, q_norm, k_norm, scale), with its input captured by a forward hook; timm is
+not modified. Each map holds the CLS row of softmax(q k^T / sqrt(d)) restricted to the patch tokens: the CLS
+token's attention to itself (and to register tokens, if any) is left out, so a map sums to 1 minus that share,
+not to 1. Divide by `maps.sum((-2, -1), keepdim=True)` for maps that sum to 1.
+
+Example:
+    >>> backbone, cfg, _ = load_backbone(Path("runs/dino"))
+    >>> maps = cls_attention_maps(backbone.eval(), normalize_images(images))   # Tensor[B, 3, 8, 8] for 32 px
+    >>> up = F.interpolate(maps, size=images.shape[-2:], mode="nearest")
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _vision_transformer(model: nn.Module) -> nn.Module:
+    """The timm ViT itself, or the `.backbone` of a method wrapping one; ValueError for anything else."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    for candidate in (model, getattr(model, "backbone", None)):
+        if isinstance(candidate, VisionTransformer):
+            return candidate
+    raise ValueError(
+        f"cls_attention_maps needs a Vision Transformer (a timm VisionTransformer, e.g. model.backbone=vit_tiny); "
+        f"got {type(model).__name__}, which has no CLS-token self-attention"
+    )
+
+
+@torch.no_grad()
+def cls_attention_maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Last-block attention of the CLS token to each patch, per head: Tensor[B, heads, H / p, W / p].
+
+    `model`: a timm VisionTransformer (or a module whose `.backbone` is one); `images`: normalised network input,
+    Tensor[B, 3, H, W] with H and W multiples of the patch side. Runs in the model's current mode (call `.eval()`).
+    """
+    vit = _vision_transformer(model)
+    if images.ndim != 4:
+        raise ValueError(f"images must be Tensor[B, 3, H, W], got shape {tuple(images.shape)}")
+    block = vit.blocks[-1]
+    captured: list[torch.Tensor] = []
+    hook = block.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    try:
+        vit.forward_features(images)
+    finally:
+        hook.remove()
+    x = block.norm1(captured[0])
+    attn = block.attn
+    b, n, _ = x.shape
+    qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])  # Tensor[B, heads, N, head_dim]
+    cls_row = (q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)  # Tensor[B, heads, 1, N]
+    weights = cls_row.float().softmax(dim=-1)[:, :, 0, vit.num_prefix_tokens:]
+    gh, gw = vit.patch_embed.dynamic_feat_size(images.shape[-2:])
+    if gh * gw != weights.shape[-1]:
+        raise ValueError(f"{weights.shape[-1]} patch tokens do not form the expected {gh}x{gw} grid; use image sides "
+                         f"that are multiples of the patch side {vit.patch_embed.patch_size}")
+    return weights.reshape(b, attn.num_heads, gh, gw)

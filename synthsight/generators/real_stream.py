@@ -1,0 +1,116 @@
+"""A stream of real images with the same interface as SyntheticStream: the real-data reference for pretraining.
+
+Image i of the stream is image perm_e[i mod N] of the data set, where e = i // N is the epoch and perm_e a
+permutation seeded by (seed, e): every epoch visits each image once, in a fresh order. Like the synthetic stream,
+image i is a pure function of (data set, seed, i), so the stream is the same however it is split over ranks and
+data-loader workers, and `start_batch` resumes it exactly. Labels are never streamed (self-supervised only).
+
+Example:
+    >>> stream = RealImageStream.from_spec("fashion-mnist", size=64, seed=0, batch_size=32)
+    >>> images, indices = next(iter(stream))     # Tensor[32, 3, 64, 64] in [0, 1], Tensor[32]
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from synthsight.generators.base import image_seed
+
+
+@functools.lru_cache(maxsize=1)
+def load_real_images(spec: str, size: int) -> tuple[torch.Tensor, str]:
+    """uint8 Tensor[N, C, size, size] (C = 1 when the images are grey, so three copies are not kept) and the
+    loader's description of the source. Cached: a benchmark or a run's provenance record loads it only once."""
+    from synthsight.eval.data import load_dataset  # eval imports train code; keep the import graph one-way
+
+    data = load_dataset(spec, "train", size=size)
+    images = data.images
+    if torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2]):
+        images = images[:, :1].clone()
+    return images, data.source
+
+
+class RealImageStream(IterableDataset):
+    """Yields (images Tensor[B, 3, S, S] in [0, 1], image indices Tensor[B]) batches, forever or `num_batches`.
+
+    `images` is a uint8 Tensor[N, 1 or 3, S, S]; grey images are replicated to three channels when rendered.
+    Global batch b holds stream indices [b * B * world, (b + 1) * B * world); rank r takes its slice of B.
+    """
+
+    with_labels = False  # labels of the real images are never used: the reference is self-supervised
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        seed: int,
+        batch_size: int,
+        start_batch: int = 0,
+        num_batches: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        source: str = "real images",
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3) or not len(images):
+            raise ValueError(f"images must be a non-empty uint8 Tensor[N, 1 or 3, S, S], got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        if batch_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}")
+        self.images, self.source = images, source
+        self.size = images.shape[-1]
+        self.seed, self.batch_size = seed, batch_size
+        self.start_batch, self.num_batches = start_batch, num_batches
+        self.rank, self.world_size = rank, world_size
+        self._perms: dict[int, torch.Tensor] = {}
+
+    @classmethod
+    def from_spec(cls, spec: str, size: int, **kwargs) -> "RealImageStream":
+        """The training split of any eval data spec ('fashion-mnist', an ImageFolder dir, an .npz) at `size`."""
+        images, source = load_real_images(spec, size)
+        return cls(images, source=source, **kwargs)
+
+    @property
+    def num_images(self) -> int:
+        """Images in one epoch: the data set's size (no __len__: the stream itself is endless)."""
+        return len(self.images)
+
+    def indices_of_batch(self, b: int) -> range:
+        """The stream indices this rank loads for global batch `b`."""
+        first = (b * self.world_size + self.rank) * self.batch_size
+        return range(first, first + self.batch_size)
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The data-set order of `epoch`: a pure function of (seed, epoch); the last few are cached."""
+        if epoch not in self._perms:
+            if len(self._perms) >= 4:
+                self._perms.pop(next(iter(self._perms)))
+            g = torch.Generator().manual_seed(image_seed(self.seed, epoch, "real/epoch-permutation"))
+            self._perms[epoch] = torch.randperm(len(self.images), generator=g)
+        return self._perms[epoch]
+
+    def dataset_index(self, index: int) -> int:
+        """Which data-set image stream image `index` is."""
+        if index < 0:
+            raise ValueError(f"image index must be >= 0, got {index}")
+        epoch, position = divmod(index, len(self.images))
+        return int(self.permutation(epoch)[position])
+
+    def render(self, indices: Sequence[int], device: str | torch.device = "cpu") -> torch.Tensor:
+        """Images `indices` of the stream as float Tensor[len, 3, S, S] in [0, 1]."""
+        rows = torch.tensor([self.dataset_index(i) for i in indices], dtype=torch.long)
+        out = self.images[rows].to(device).float().div_(255)
+        return out.expand(-1, 3, -1, -1).contiguous() if out.shape[1] == 1 else out
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        stop = None if self.num_batches is None else self.start_batch + self.num_batches
+        for b in itertools.count(self.start_batch + worker, workers):
+            if stop is not None and b >= stop:
+                return
+            indices = self.indices_of_batch(b)
+            yield self.render(indices), torch.tensor(list(indices), dtype=torch.long)
