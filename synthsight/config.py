@@ -306,10 +306,32 @@ def preset_path(preset: str) -> Path:
     return path
 
 
+def merge_preset(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` on top of `base`, section by section; a child naming another method drops the base's method options."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            same_method = key != "method" or value.get("name", out[key].get("name")) == out[key].get("name")
+            out[key] = {**out[key], **value} if same_method else dict(value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_preset(preset: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A preset's values; `base: other_preset` at its top inherits from another preset (changes only are listed)."""
+    path = preset_path(preset)
+    if str(path) in seen:
+        raise ConfigError(f"presets inherit from each other in a loop: {' -> '.join(seen + (str(path),))}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (data, views, model, method, trainer, eval)")
+    base = values.pop("base", None)
+    return merge_preset(read_preset(str(base), seen + (str(path),)), values) if base else values
+
+
 def load_config(preset: str | None = "demo", overrides: list[str] | None = None) -> Config:
-    values: dict[str, Any] = {}
-    if preset:
-        values = yaml.safe_load(preset_path(preset).read_text()) or {}
+    values = read_preset(preset) if preset else {}
     return config_from_dict(apply_overrides(values, list(overrides or [])))
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from synthsight.config import ConfigError, apply_overrides, config_from_dict, load_config
+from synthsight.config import CONFIG_DIR, ConfigError, apply_overrides, config_from_dict, load_config
+from synthsight.registry import METHODS
 from synthsight.train.build import build_method
 
 
@@ -56,3 +57,23 @@ def test_choosing_another_method_drops_the_presets_method_options():
     assert load_config("demo", ["method.name=moco_v2", "method.temperature=0.3"]).method == {
         "name": "moco_v2", "temperature": 0.3}
     assert load_config("demo", ["method=simclr"]).method["temperature"] == 0.2  # same method: options stay
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+def test_every_preset_loads_and_builds_its_method(preset):
+    cfg = load_config(preset)
+    method = build_method(cfg)
+    assert METHODS.get(cfg.method["name"]) is type(method)
+
+
+def test_presets_inherit_with_base(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("base: demo\nmethod:\n  name: byol\ntrainer:\n  steps: 7\n")
+    cfg = load_config(str(child))
+    assert cfg.trainer.steps == 7 and cfg.trainer.batch_size == load_config("demo").trainer.batch_size
+    assert cfg.method == {"name": "byol"}  # the demo's SimCLR temperature does not carry over
+    assert load_config("moco_v2_gpu").model.backbone == "resnet18"  # gpu.yaml -> demo.yaml
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"base: {loop}\n")
+    with pytest.raises(ConfigError, match="loop"):
+        load_config(str(loop))
