@@ -171,3 +171,16 @@ def test_issue7_commands_have_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: synthsight " + command in capsys.readouterr().out
+
+
+def test_vit_export_rebuilds_with_its_image_and_patch_size(tmp_path):
+    run = tmp_path / "vit"
+    cfg = load_config("demo", TINY + ["model.backbone=vit_tiny", "views.size=24", "model.patch_size=6",
+                                      "trainer.steps=1"])
+    pretrain_run(cfg, run, progress=False)
+    out = tmp_path / "x"
+    assert main(["export", str(run), "--format", "safetensors", "--out", str(out)]) == 0
+    backbone, _, _ = load_backbone(run)
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(load_exported(out)(x), backbone.eval()(x))

@@ -110,7 +110,8 @@ def load_exported(out_dir: Path) -> nn.Module:
     """The backbone of an export folder, rebuilt with synthsight (for networks timm cannot build); eval mode."""
     info = json.loads((Path(out_dir) / EXPORT_INFO).read_text())
     model = build_dataclass(ModelConfig, info["model"], "model")
-    net = create_backbone(model.backbone, small_stem=model.small_stem, width=model.width)
+    net = create_backbone(model.backbone, small_stem=model.small_stem, width=model.width,
+                          image_size=info.get("image_size"), patch_size=model.patch_size)  # ViTs need both
     net.load_state_dict(load_file(str(Path(out_dir) / WEIGHTS)))
     return net.eval()
 
