@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from synthsight.augment.rng import Randomness
+from synthsight.models.preprocess import normalize_images
 
 
 @dataclass
@@ -48,6 +49,11 @@ class Method(nn.Module):
         `train.distributed.gather_with_grad` when the loss needs the global batch (e.g. negatives).
         """
         raise NotImplementedError
+
+    def network_input(self, *views: torch.Tensor) -> torch.Tensor:
+        """Views (each Tensor[B, 3, S, S] in [0, 1]) as one normalised network input Tensor[n x B, 3, S, S], in
+        the configured memory format: one forward pass for all of them."""
+        return normalize_images(torch.cat(views)).contiguous(memory_format=self.memory_format)
 
     def before_optimizer_step(self, step: int, total_steps: int) -> None:
         """Hook between backward (gradients unscaled and all-reduced) and clipping + the optimiser step, e.g. to

@@ -27,7 +27,6 @@ from synthsight.losses.dino import dino_loss, entropy, teacher_probs, teacher_te
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from synthsight.models.dino_head import DINOHead
-from synthsight.models.preprocess import normalize_images
 from synthsight.registry import METHODS
 from synthsight.train.distributed import mean_across_ranks
 
@@ -90,18 +89,15 @@ class DINO(Method):
 
     def _student(self, groups: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Bottleneck features and logits of every crop, Tensor[n_crops x B, D] and [n_crops x B, K]."""
-        z = torch.cat([self.head.embed(self.backbone(self._input(x))) for x in groups])
+        z = torch.cat([self.head.embed(self.backbone(self.network_input(x))) for x in groups])
         return z, self.head.last_layer(z)
-
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize_images(x).contiguous(memory_format=self.memory_format)
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         crops = multi_crop(images, g, self.crops, self.views)
         n_crops, n_global = self.crops.num_crops, self.crops.global_crops
         with torch.no_grad():
             globals_ = crops.views()[:n_global] if crops.counts[0] > n_global else [crops.groups[0]]
-            t_logits = self.teacher_head(self.teacher_backbone(self._input(torch.cat(globals_)))).float()
+            t_logits = self.teacher_head(self.teacher_backbone(self.network_input(*globals_))).float()
         c = self.cfg
         temp = teacher_temperature(int(self.step_count), c.warmup_teacher_temp_steps, c.warmup_teacher_temp,
                                    c.teacher_temp)

@@ -41,7 +41,6 @@ from synthsight.losses.infonce import info_nce_queue
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.momentum import ema_update_, frozen_copy
 from synthsight.models.heads import mlp_head
-from synthsight.models.preprocess import normalize_images
 from synthsight.registry import METHODS
 from synthsight.train.distributed import gather_with_grad
 
@@ -105,8 +104,7 @@ class MoCoV2(Method):
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         v1, v2 = two_views(images, g, self.views)
-        x_q = normalize_images(v1).contiguous(memory_format=self.memory_format)
-        x_k = normalize_images(v2).contiguous(memory_format=self.memory_format)
+        x_q, x_k = self.network_input(v1), self.network_input(v2)
         q = grouped_forward(self._query, x_q, self.cfg.bn_groups, strided=False)
         with torch.no_grad():
             k = grouped_forward(self._key, x_k, self.cfg.bn_groups, strided=True, memory_format=self.memory_format)

@@ -30,7 +30,6 @@ from synthsight.losses.infonce import info_nce
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from synthsight.models.heads import mlp_head
-from synthsight.models.preprocess import normalize_images
 from synthsight.registry import METHODS
 from synthsight.train.distributed import gather_with_grad, rank_and_world
 
@@ -65,7 +64,7 @@ class MoCoV3(Method):
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         v1, v2 = two_views(images, g, self.views)
-        x = normalize_images(torch.cat([v1, v2])).contiguous(memory_format=self.memory_format)  # one pass, 2 views
+        x = self.network_input(v1, v2)  # one forward pass for both views
         z = self.projector(self.backbone(x))
         q1, q2 = self.predictor(z).chunk(2)
         with torch.no_grad():

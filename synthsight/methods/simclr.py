@@ -18,7 +18,6 @@ from synthsight.config import check_ranges
 from synthsight.losses.ntxent import nt_xent
 from synthsight.methods.base import Method, StepOutput
 from synthsight.models.heads import mlp_head
-from synthsight.models.preprocess import normalize_images
 from synthsight.registry import METHODS
 from synthsight.train.distributed import gather_with_grad, rank_and_world
 
@@ -45,8 +44,7 @@ class SimCLR(Method):
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         v1, v2 = two_views(images, g, self.views)
-        x = normalize_images(torch.cat([v1, v2]))  # one forward pass for both views
-        x = x.contiguous(memory_format=self.memory_format)
+        x = self.network_input(v1, v2)  # one forward pass for both views
         z = self.projector(self.backbone(x))
         z1, z2 = z.chunk(2)
         rank, world = rank_and_world()

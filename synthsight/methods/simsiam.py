@@ -25,7 +25,6 @@ from synthsight.config import check_ranges
 from synthsight.losses.regression import negative_cosine
 from synthsight.methods.base import Method, StepOutput
 from synthsight.models.heads import mlp_head
-from synthsight.models.preprocess import normalize_images
 from synthsight.registry import METHODS
 
 
@@ -54,7 +53,7 @@ class SimSiam(Method):
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         v1, v2 = two_views(images, g, self.views)
-        x = normalize_images(torch.cat([v1, v2])).contiguous(memory_format=self.memory_format)  # one pass, 2 views
+        x = self.network_input(v1, v2)  # one forward pass for both views
         z = self.projector(self.backbone(x))
         p1, p2 = self.predictor(z).chunk(2)
         z1, z2 = z.detach().chunk(2)  # the stop-gradient

@@ -24,7 +24,6 @@ from synthsight.config import check_ranges
 from synthsight.losses.supcon import supcon_loss
 from synthsight.methods.base import Method, StepOutput
 from synthsight.models.heads import mlp_head
-from synthsight.models.preprocess import normalize_images
 from synthsight.registry import METHODS
 from synthsight.train.distributed import gather_with_grad, rank_and_world
 
@@ -63,7 +62,7 @@ class SupCon(Method):
         if labels is None:
             raise ValueError("supcon needs class labels: train it through a labelled stream (needs_labels)")
         v1, v2 = two_views(images, g, self.views)
-        x = normalize_images(torch.cat([v1, v2])).contiguous(memory_format=self.memory_format)
+        x = self.network_input(v1, v2)  # one forward pass for both views
         z = self.projector(self.backbone(x))
         z1, z2 = z.chunk(2)
         labels = labels.to(z.device)

@@ -25,7 +25,6 @@ from synthsight.augment.views import ViewConfig, make_view
 from synthsight.config import ConfigError, check_ranges
 from synthsight.losses.ce import smooth_one_hot, soft_cross_entropy
 from synthsight.methods.base import Method, StepOutput
-from synthsight.models.preprocess import normalize_images
 from synthsight.registry import METHODS
 
 
@@ -63,7 +62,7 @@ class Supervised(Method):
         if self.cfg.mixup_alpha > 0:
             lam, partner = sample_mixup(g, len(x), self.cfg.mixup_alpha)
             x, targets = mixup(x, targets, lam, partner)
-        features = self.backbone(normalize_images(x).contiguous(memory_format=self.memory_format))
+        features = self.backbone(self.network_input(x))
         logits = self.classifier(features)
         loss = soft_cross_entropy(logits, targets)
         hard = targets.argmax(dim=1)  # the heavier class of a mixed target
