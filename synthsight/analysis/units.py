@@ -129,8 +129,8 @@ def plot_top_units(features: torch.Tensor, images: torch.Tensor, sel: UnitSelect
     n_images = min(n_images, len(images))
     best = [torch.argsort(-features[:, u].float(), stable=True)[:n_images] for u in units.tolist()]
     tiles = displayable(images[torch.cat(best)])
-    labels = [f"unit {u}, SI {float(sel.index[u]):.2f}\n{class_name(classes, int(sel.preferred[u]))}"
+    labels = [f"unit {u}, SI {float(sel.index[u]):.2f}\nmean prefers {class_name(classes, int(sel.preferred[u]))}"
               for u in units.tolist()]
-    fig = mosaic_figure(tiles, n_images, "most class-selective units: their top-activating real images",
+    fig = mosaic_figure(tiles, n_images, "most class-selective units (by class-mean activation): their top-activating single real images",
                         row_labels=labels, tile_inches=0.75, left_inches=1.1)
     return save_png(fig, path)
