@@ -13,13 +13,13 @@ Example:
 from __future__ import annotations
 
 import functools
-import itertools
 from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
 from synthsight.generators.base import image_seed
+from synthsight.generators.stream import worker_batches
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,11 +106,6 @@ class RealImageStream(IterableDataset):
         return out.expand(-1, 3, -1, -1).contiguous() if out.shape[1] == 1 else out
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        stop = None if self.num_batches is None else self.start_batch + self.num_batches
-        for b in itertools.count(self.start_batch + worker, workers):
-            if stop is not None and b >= stop:
-                return
+        for b in worker_batches(self.start_batch, self.num_batches):
             indices = self.indices_of_batch(b)
             yield self.render(indices), torch.tensor(list(indices), dtype=torch.long)

@@ -21,6 +21,18 @@ from torch.utils.data import IterableDataset, get_worker_info
 from synthsight.generators.base import Generator, image_uniform
 
 
+def worker_batches(start_batch: int, num_batches: int | None) -> Iterator[int]:
+    """The global batch numbers this data-loader worker renders (every one in the main process): workers take
+    turns, so batches arrive in order whatever the number of workers; `num_batches` None = forever."""
+    info = get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info else (0, 1)
+    stop = None if num_batches is None else start_batch + num_batches
+    for b in itertools.count(start_batch + worker, workers):
+        if stop is not None and b >= stop:
+            return
+        yield b
+
+
 class SyntheticStream(IterableDataset):
     """Yields (images Tensor[B, 3, S, S] in [0, 1], image indices Tensor[B]) batches, forever or `num_batches`.
 
@@ -101,12 +113,7 @@ class SyntheticStream(IterableDataset):
         return out, labels
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        stop = None if self.num_batches is None else self.start_batch + self.num_batches
-        for b in itertools.count(self.start_batch + worker, workers):
-            if stop is not None and b >= stop:
-                return
+        for b in worker_batches(self.start_batch, self.num_batches):
             indices = self.indices_of_batch(b)
             index_tensor = torch.tensor(list(indices), dtype=torch.long)
             if self.with_labels:
