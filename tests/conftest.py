@@ -24,3 +24,20 @@ def _one_thread():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def kill_after_first_checkpoint(monkeypatch, cfg, run_dir) -> None:
+    """Pretrain `cfg` into `run_dir` until its first checkpoint is written, then die there as a kill would; the
+    folder is left for the caller to inspect and `--resume`."""
+    import synthsight.train.loop as loop
+
+    real_save = loop.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt("simulated kill after the first checkpoint")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            loop.pretrain(cfg, run_dir, progress=False)

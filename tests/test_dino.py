@@ -14,6 +14,7 @@ from synthsight.losses.dino import dino_loss, entropy, teacher_probs, teacher_te
 from synthsight.methods.dino import DINO, DINOConfig
 from synthsight.models.backbones import create_backbone
 from synthsight.registry import METHODS
+from tests.conftest import kill_after_first_checkpoint
 
 TINY_HEAD = dict(out_dim=32, hidden_dim=16, bottleneck_dim=8, local_size=8)
 
@@ -283,16 +284,7 @@ def test_dino_resume_continues_bit_for_bit(tiny_config, tmp_path, monkeypatch):
     cfg.method = {"name": "dino", **TINY_HEAD, "local_crops": 1, "freeze_last_layer_steps": 1,
                   "warmup_teacher_temp_steps": 3}
     straight = loop.pretrain(cfg, tmp_path / "a", progress=False)
-    real_save = loop.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt("simulated kill after the first checkpoint")
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        loop.pretrain(cfg, tmp_path / "b", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    kill_after_first_checkpoint(monkeypatch, cfg, tmp_path / "b")
     resumed = loop.pretrain(cfg, tmp_path / "b", resume=True, progress=False)
     a = load_file(str(straight.checkpoint / "model.safetensors"))
     b = load_file(str(resumed.checkpoint / "model.safetensors"))

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from synthsight.cli import main
 from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.train.loop import pretrain
-from tests.conftest import TINY
+from tests.conftest import TINY, kill_after_first_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = ["trainer.steps=120", "trainer.checkpoint_every=10", "trainer.log_every=5", "trainer.keep_checkpoints=3"]
@@ -73,16 +73,7 @@ def test_accumulation_sees_the_same_global_batches_and_resumes_exactly(tiny_conf
     assert [s for s, _ in seen] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # two micro-batches of 8 per step
     assert [i for _, idx in seen[:2] for i in idx] == list(range(16))  # step 0 is global batch 0, as without
 
-    real_save = loop.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt("simulated kill after the first checkpoint")
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(tiny_config("trainer.accumulate=2"), tmp_path / "b", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    kill_after_first_checkpoint(monkeypatch, tiny_config("trainer.accumulate=2"), tmp_path / "b")
     resumed = pretrain(tiny_config("trainer.accumulate=2"), tmp_path / "b", resume=True, progress=False)
     a, b = _weights(straight.checkpoint), _weights(resumed.checkpoint)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -93,17 +84,8 @@ def test_fp16_loss_scaler_state_is_checkpointed_and_restored(tiny_config, tmp_pa
 
     cfg = tiny_config("trainer.amp=fp16")
     straight = pretrain(cfg, tmp_path / "a", progress=False)
-    real_save = loop.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(cfg, tmp_path / "b", progress=False)
+    kill_after_first_checkpoint(monkeypatch, cfg, tmp_path / "b")
     assert verify_checkpoint(tmp_path / "b" / "checkpoints" / "step-000003")["scaler"]["scale"] > 0
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
     resumed = pretrain(cfg, tmp_path / "b", resume=True, progress=False)
     a, b = _weights(straight.checkpoint), _weights(resumed.checkpoint)
     assert all(torch.equal(a[k], b[k]) for k in a)

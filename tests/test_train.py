@@ -9,6 +9,7 @@ from synthsight.methods.simclr import SimCLR
 from synthsight.train.build import build_method, build_optimizer, build_stream
 from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.train.loop import NonFiniteLossError, RunFolderError, pretrain
+from tests.conftest import kill_after_first_checkpoint
 
 
 def test_simclr_steps_lower_the_loss_on_a_fixed_batch(tiny_config):
@@ -46,16 +47,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_config, tmp_pa
     cfg = tiny_config()
     straight = pretrain(cfg, tmp_path / "a", progress=False)
 
-    real_save = loop.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        path = real_save(*args, **kwargs)
-        raise KeyboardInterrupt("simulated kill after the first checkpoint")
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(cfg, tmp_path / "b", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    kill_after_first_checkpoint(monkeypatch, cfg, tmp_path / "b")
     assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-000003"]
     resumed = pretrain(cfg, tmp_path / "b", resume=True, progress=False)
 
