@@ -393,7 +393,12 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="image statistics of generator families beside natural photographs",
                        description="Power-spectrum slope, colour statistics and diversity of each family, next to "
                        "crops of scikit-image's bundled photographs (naturalness and diversity drive transfer).")
-    p.add_argument("--family", required=True, help="family[/variant], comma-separated, e.g. dead_leaves/mixed,spectrum")
+    p.add_argument("--family", default=None,
+                   help="family[/variant], comma-separated, e.g. dead_leaves/mixed,spectrum (with --reference: default "
+                   "every family that has reference figures)")
+    p.add_argument("--reference", action="store_true",
+                   help="compare with the figures measured on each family's reference code (slope, spread, std, "
+                   "chroma, mean) and mark every figure outside tolerance")
     p.add_argument("--n", type=int, default=128, help="images per set (default 128)")
     p.add_argument("--size", type=int, default=128, help="image side (default 128)")
     p.add_argument("--seed", type=int, default=0)
@@ -406,10 +411,31 @@ def cmd_stats(args: argparse.Namespace) -> Path:
 
     if args.n < 2:
         raise ValueError(f"--n must be >= 2 to measure diversity, got {args.n}")
+    if args.reference:
+        return _stats_reference(args)
+    if not args.family:
+        raise ValueError("--family is required (or --reference for every family with reference figures)")
     rows = compare_with_natural([split_family(f) for f in args.family.split(",") if f], args.n, args.size, args.seed)
     out = args.out or default_dir("stats")
     write_stats(rows, out)
     print(stats_table(rows))
+    print(f"stats folder: {out}")
+    return out
+
+
+def _stats_reference(args: argparse.Namespace) -> Path:
+    import json
+
+    from synthsight.analysis.reference_stats import compare_with_reference, reference_table
+
+    names = [f for f in (args.family or "").split(",") if f] or None
+    rows = compare_with_reference(names, args.n, args.size, args.seed)
+    out = args.out or default_dir("stats")
+    out.mkdir(parents=True, exist_ok=True)
+    table = reference_table(rows)
+    (out / "reference.json").write_text(json.dumps([r.to_dict() for r in rows], indent=1))
+    (out / "reference.md").write_text(table + "\n")
+    print(table)
     print(f"stats folder: {out}")
     return out
 
