@@ -35,6 +35,7 @@ from machine import cpu_model  # benchmarks/machine.py (scripts run from this fo
 from torch.utils.data import DataLoader
 
 from synthsight.config import ConfigError, load_config
+from synthsight.family_spec import parse_family_spec
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
 from synthsight.train.checkpoint import save_checkpoint
@@ -172,7 +173,7 @@ def main() -> None:
             cfg = load_config("demo", overrides)
             times = time_steps(overrides, device, args.warmup, args.steps, True, args.max_seconds)
             ips = args.batch_size / statistics.median(times)
-            families = "+".join(cfg.data.families)
+            families = "+".join(parse_family_spec(f).label for f in cfg.data.families)
             print(f"| {method} | {backbone} | preset (amp={cfg.trainer.amp}, channels_last="
                   f"{cfg.trainer.channels_last}, workers={cfg.trainer.workers}) | stream {families} | {ips:.0f} | "
                   f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | - |", flush=True)

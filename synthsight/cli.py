@@ -23,8 +23,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="render procedural images: a preview grid or a PNG data set",
                        description="Render images of one procedural family. With --preview, a PNG grid; with "
                        "--out, one PNG per image plus manifest.json (SHA-256 per image).")
-    p.add_argument("--family", required=True, help="generator family, e.g. dead_leaves, spectrum")
+    p.add_argument("--family", required=True,
+                   help="generator family[/variant][:key=value,...], e.g. dead_leaves, fractal_ifs/fractaldb:num_classes=100")
     p.add_argument("--variant", default=None, help="family variant (default: the family's first), e.g. mixed")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a generator option (repeatable), e.g. --option num_classes=100; see docs/GENERATORS.md")
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     p.add_argument("--seed", type=int, default=0, help="stream seed; image i depends only on (family, seed, i)")
@@ -149,7 +152,10 @@ def cmd_generate(args: argparse.Namespace) -> Path:
     from synthsight.generators import create_generator
     from synthsight.generators.io import save_grid, write_dataset
 
-    gen = create_generator(args.family, args.variant, args.size)
+    from synthsight.family_spec import parse_options
+
+    options = parse_options(",".join(args.option), "--option")
+    gen = create_generator(args.family, args.variant, args.size, **options)
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.out is not None:
@@ -265,6 +271,7 @@ def cmd_report(args: argparse.Namespace) -> Path:
 def cmd_demo(args: argparse.Namespace) -> Path:
     from synthsight.config import load_config
     from synthsight.eval.run import results_table
+    from synthsight.family_spec import parse_family_spec
     from synthsight.report.html import build_report
     from synthsight.runs import eval_run, pretrain_run
 
@@ -272,7 +279,8 @@ def cmd_demo(args: argparse.Namespace) -> Path:
     cfg = load_config("demo", list(args.overrides) + extra)
     run_dir = args.out or default_dir("demo")
     t0 = time.perf_counter()
-    print(f"synthsight demo: {cfg.method['name']} on {', '.join(cfg.data.families)} with {cfg.model.backbone}, "
+    families = ", ".join(parse_family_spec(f).label for f in cfg.data.families)
+    print(f"synthsight demo: {cfg.method['name']} on {families} with {cfg.model.backbone}, "
           f"{cfg.trainer.steps} steps x {cfg.trainer.batch_size} images; run folder {run_dir}")
     pretrain_run(cfg, run_dir)
     report = eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device))
@@ -407,7 +415,7 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
 
 def cmd_stats(args: argparse.Namespace) -> Path:
     from synthsight.analysis.family_stats import compare_with_natural, stats_table, write_stats
-    from synthsight.config import split_family
+    from synthsight.family_spec import join_split_options
 
     if args.n < 2:
         raise ValueError(f"--n must be >= 2 to measure diversity, got {args.n}")
@@ -415,7 +423,7 @@ def cmd_stats(args: argparse.Namespace) -> Path:
         return _stats_reference(args)
     if not args.family:
         raise ValueError("--family is required (or --reference for every family with reference figures)")
-    rows = compare_with_natural([split_family(f) for f in args.family.split(",") if f], args.n, args.size, args.seed)
+    rows = compare_with_natural(join_split_options([f for f in args.family.split(",") if f]), args.n, args.size, args.seed)
     out = args.out or default_dir("stats")
     write_stats(rows, out)
     print(stats_table(rows))
@@ -428,7 +436,7 @@ def _stats_reference(args: argparse.Namespace) -> Path:
 
     from synthsight.analysis.reference_stats import compare_with_reference, reference_table
 
-    names = [f for f in (args.family or "").split(",") if f] or None
+    names = join_split_options([f for f in (args.family or "").split(",") if f]) or None
     rows = compare_with_reference(names, args.n, args.size, args.seed)
     out = args.out or default_dir("stats")
     out.mkdir(parents=True, exist_ok=True)

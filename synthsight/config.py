@@ -21,6 +21,7 @@ from typing import Any, Union
 import yaml
 
 from synthsight.augment.views import ViewConfig
+from synthsight.family_spec import join_split_options, parse_family_spec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -63,7 +64,8 @@ def check_choices(obj: Any, section: str, **choices: tuple[str, ...]) -> None:
 
 @dataclass
 class DataConfig:
-    families: list[str] = field(default_factory=lambda: ["dead_leaves/mixed", "spectrum/color"])  # family[/variant]
+    # family[/variant][:key=value,...] or {name: family/variant, key: value}: generator options ride along
+    families: list[str | dict] = field(default_factory=lambda: ["dead_leaves/mixed", "spectrum/color"])
     weights: list[float] | None = None  # sampling weight per family; None = equal
     render_size: int = 64  # generators render at this side; views are cropped and resized from it
     seed: int = 0  # stream seed: image i is a pure function of (family, config, seed, i)
@@ -78,6 +80,12 @@ class DataConfig:
                               "or leave it unset (null) to pretrain on the synthetic families")
         if not self.families:
             raise ConfigError("data.families is empty: name at least one generator family, e.g. [dead_leaves/mixed]")
+        self.families = join_split_options(self.families)
+        for i, spec in enumerate(self.families):
+            try:
+                parse_family_spec(spec, f"data.families[{i}]")
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
 
 
 @dataclass
@@ -335,7 +343,7 @@ def load_config(preset: str | None = "demo", overrides: list[str] | None = None)
     return config_from_dict(apply_overrides(values, list(overrides or [])))
 
 
-def split_family(spec: str) -> tuple[str, str | None]:
-    """'dead_leaves/mixed' -> ('dead_leaves', 'mixed'); 'spectrum' -> ('spectrum', None)."""
-    family, _, variant = spec.partition("/")
-    return family, variant or None
+def split_family(spec: str | dict) -> tuple[str, str | None]:
+    """'dead_leaves/mixed' -> ('dead_leaves', 'mixed'); 'spectrum' -> ('spectrum', None); options are dropped."""
+    parsed = parse_family_spec(spec)
+    return parsed.family, parsed.variant

@@ -103,7 +103,7 @@ def sample_indices(ranges: list[list[int]], n: int = SAMPLE_SIZE) -> list[int]:
 def sample_record(cfg: Config, indices: list[int]) -> dict[str, Any]:
     """Render images `indices` of the run's stream on the CPU and hash their uint8 pixels."""
     stream = build_stream(cfg)
-    pixels = to_uint8(stream.render(indices, device="cpu")) if indices else torch.empty(0, 3, 1, 1, torch.uint8)
+    pixels = to_uint8(stream.render(indices, device="cpu")) if indices else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
     whole = hashlib.sha256()
     images = []
     for i, image in zip(indices, pixels):

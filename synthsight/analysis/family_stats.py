@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from synthsight.analysis.image_stats import ImageStatistics, image_statistics, natural_patches
+from synthsight.family_spec import FamilySpec
 from synthsight.generators import create_generator
 
 COLUMNS = ("slope_mean", "slope_std", "saturation", "structure_diversity", "colour_diversity")
@@ -34,12 +35,11 @@ def write_stats(rows: dict[str, ImageStatistics], out_dir: Path) -> None:
     (out_dir / "stats.md").write_text(stats_table(rows) + "\n")
 
 
-def compare_with_natural(specs: list[tuple[str, str | None]], n: int = 128, size: int = 128,
-                         seed: int = 0) -> dict[str, ImageStatistics]:
-    """Statistics of each (family, variant) and of natural photo crops, same n and size."""
+def compare_with_natural(specs: list, n: int = 128, size: int = 128, seed: int = 0) -> dict[str, ImageStatistics]:
+    """Statistics of each family spec ('family[/variant][:options]') and of natural photo crops, same n and size."""
     rows = {}
-    for family, variant in specs:
-        gen = create_generator(family, variant, size)
-        rows[f"{gen.family}/{gen.variant}"] = image_statistics(gen.generate(range(n), seed))
+    for spec in specs:
+        gen = create_generator(spec, size=size)
+        rows[FamilySpec(gen.family, gen.variant, gen.options).label] = image_statistics(gen.generate(range(n), seed))
     rows["natural photographs (scikit-image)"] = image_statistics(natural_patches(n, size, seed))
     return rows

@@ -96,13 +96,11 @@ def compare_with_reference(names: list[str] | None = None, n: int = 128, size: i
                            seed: int = 0) -> list[ReferenceRow]:
     """Render n images of each named family/variant (default: every family with reference figures) at `size`
     and measure them beside the reference figures."""
-    from synthsight.config import split_family
     from synthsight.generators import create_generator
 
     rows = []
     for name in names or list(REFERENCE):
-        family, variant = split_family(name)
-        gen = create_generator(family, variant, size)
+        gen = create_generator(name, size=size)
         key = f"{gen.family}/{gen.variant}"
         if key not in REFERENCE:
             raise ValueError(f"no reference figures for {key}; families with figures: {', '.join(REFERENCE)}")

@@ -57,6 +57,8 @@ class Generator:
     # Families with categories (fractal system, contour parameters, program id) set num_classes and put the
     # image's class in params["label"] (a 0-dim int64 tensor); the others leave it None.
     num_classes: int | None = None
+    # Options the generator was created with by name (`create_generator`); recorded by config() for provenance.
+    options: dict[str, Any] = {}
 
     def __init__(self, variant: str | None = None, size: int = 128) -> None:
         variant = variant or self.variants[0]
@@ -95,4 +97,5 @@ class Generator:
 
     def config(self) -> dict[str, Any]:
         """What identifies this generator's output; recorded in manifests and provenance."""
-        return {"family": self.family, "variant": self.variant, "size": self.size, "version": self.version}
+        out = {"family": self.family, "variant": self.variant, "size": self.size, "version": self.version}
+        return {**out, "options": dict(self.options)} if self.options else out

@@ -32,7 +32,7 @@ class Mix(Generator):
         self,
         variant: str | None = None,
         size: int = 128,
-        families: Sequence[str] = ("dead_leaves/mixed", "spectrum/color"),  # family[/variant] of each component
+        families: Sequence[str | dict] = ("dead_leaves/mixed", "spectrum/color"),  # family[/variant][:opts] each
         weights: Sequence[float] | None = None,  # sampling weight per family; None = equal
         k: int = 6,  # images per MixUp (variant mixup); 6 was best in Shaders21k
         alpha: float = 1.0,  # Dirichlet concentration of the MixUp weights
@@ -42,7 +42,9 @@ class Mix(Generator):
             raise ValueError("mix needs at least one family, e.g. families=('dead_leaves/mixed', 'spectrum/color')")
         if any(split_family(f)[0] == "mix" for f in families):
             raise ValueError("mix cannot contain itself")
-        self.children = [GENERATORS.create(f, variant=v, size=size) for f, v in map(split_family, families)]
+        from synthsight.generators import create_generator  # the package imports this module first
+
+        self.children = [create_generator(f, size=size) for f in families]  # each child with its own options
         w = torch.tensor(list(weights) if weights is not None else [1.0] * len(families), dtype=torch.float64)
         if w.numel() != len(families) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"weights must be one non-negative number per family with a positive sum, got {weights}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from synthsight.config import Config, ConfigError, build_dataclass, split_family
-from synthsight.generators import GENERATORS, Generator
+from synthsight.config import Config, ConfigError, build_dataclass
+from synthsight.generators import Generator, create_generator
 from synthsight.generators.stream import SyntheticStream
 from synthsight.generators.real_stream import RealImageStream
 from synthsight.methods import METHODS, Method
@@ -14,9 +14,11 @@ from synthsight.models.backbones import create_backbone
 
 def build_generators(cfg: Config) -> list[Generator]:
     gens = []
-    for spec in cfg.data.families:
-        family, variant = split_family(spec)
-        gens.append(GENERATORS.create(family, variant=variant, size=cfg.data.render_size))
+    for i, spec in enumerate(cfg.data.families):
+        try:
+            gens.append(create_generator(spec, size=cfg.data.render_size))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"data.families[{i}] = {spec!r}: {err}") from None
     if cfg.data.weights is not None and len(cfg.data.weights) != len(gens):
         raise ConfigError(
             f"data.weights has {len(cfg.data.weights)} entries for {len(gens)} families; give one weight per family"
