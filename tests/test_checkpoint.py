@@ -133,3 +133,15 @@ def test_rewriting_a_step_replaces_it_and_stale_temporaries_are_removed(tmp_path
     (tmp_path / "checkpoints" / ".tmp-step-000002-123").mkdir()  # a kill in the middle of a write
     remove_stale_temporaries(tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", "step-000001"]
+
+
+def test_a_checkpoint_missing_its_weights_file_is_refused_and_skipped(tmp_path, capsys):
+    model, opt = _model_and_opt()
+    save_checkpoint(tmp_path, 1, model, opt, {}, keep=3)
+    newest = save_checkpoint(tmp_path, 2, model, opt, {}, keep=3)
+    (newest / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        verify_checkpoint(newest)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(newest, _model_and_opt(1)[0])
+    assert latest_good_checkpoint(tmp_path).name == "step-000001"

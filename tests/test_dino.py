@@ -291,3 +291,38 @@ def test_dino_resume_continues_bit_for_bit(tiny_config, tmp_path, monkeypatch):
     assert a.keys() == b.keys() and "centre" in a
     for k in a:
         assert torch.equal(a[k], b[k]), k  # teacher, centre and temperature step included
+
+
+def test_a_full_step_moves_every_teacher_parameter_by_ema():
+    """Backbone AND head of the teacher follow the student by EMA after an optimiser step (not only the head)."""
+    method = tiny_dino(momentum=0.9)
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
+    teacher_before = {n: p.detach().clone() for n, p in method.named_parameters() if n.startswith("teacher_")}
+    method.training_step(torch.rand(4, 3, 32, 32), gen()).loss.backward()
+    method.before_optimizer_step(0, 10)
+    opt.step()
+    method.after_optimizer_step(0, 10)
+    params = dict(method.named_parameters())
+    moved = 0
+    for name, before in teacher_before.items():
+        student = params[name.replace("teacher_", "", 1)].detach()
+        assert torch.allclose(params[name], 0.9 * before + 0.1 * student, atol=1e-6), name
+        moved += not torch.equal(params[name], before)
+    assert any(n.startswith("teacher_backbone.") for n in teacher_before) and moved > len(teacher_before) // 2
+
+
+def test_the_loss_subtracts_the_centre_from_before_the_step(monkeypatch):
+    """The centre is updated after the loss (DINO's reference): the step must use the previous centre."""
+    import synthsight.methods.dino as dino_module
+
+    method = tiny_dino()
+    with torch.no_grad():
+        method.centre.copy_(torch.linspace(-2.0, 2.0, 32))
+    before = method.centre.clone()
+    seen = []
+    real = dino_module.teacher_probs
+    monkeypatch.setattr(dino_module, "teacher_probs", lambda logits, centre, temp: seen.append(centre.clone())
+                        or real(logits, centre, temp))
+    method.training_step(torch.rand(4, 3, 32, 32), gen())
+    assert len(seen) == 1 and torch.equal(seen[0], before)
+    assert not torch.equal(method.centre, before)  # and it did move afterwards

@@ -177,3 +177,13 @@ def test_extract_features_rejects_bad_inputs(images) -> None:
         extract_features(TinyNet(), images[:, :1])
     with pytest.raises(ValueError, match="num_classes=0"):
         extract_features(nn.Conv2d(3, 4, 3), images)
+
+
+def test_knn_normalises_the_queries_as_well_as_the_bank() -> None:
+    """Cosine similarity: a query's length must not change its vote. A short query would flatten exp(s/T)."""
+    train_x = torch.tensor([[1.0, 0.14], [0.9, 0.44], [0.9, -0.44]])  # one class-0 neighbour close, two class-1
+    train_y = torch.tensor([0, 1, 1])
+    query = torch.tensor([[1.0, 0.0]])
+    assert knn_predict(train_x, train_y, query, k=3, temperature=0.07).item() == 0
+    assert knn_predict(train_x, train_y, 0.05 * query, k=3, temperature=0.07).item() == 0
+    assert knn_predict(train_x, train_y, 20.0 * query, k=3, temperature=0.07).item() == 0

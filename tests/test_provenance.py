@@ -114,3 +114,20 @@ def test_verify_rejects_what_is_not_a_record(tmp_path, capsys):
     (tmp_path / "provenance.json").write_text(json.dumps({"format": "something-else"}))
     assert main(["verify", str(tmp_path)]) == 2
     assert "not a synthsight provenance record" in capsys.readouterr().err
+
+
+def test_verify_fails_on_a_changed_trainer_value_in_config_json(run, capsys):
+    """Only a larger trainer.steps (a resumed run) is a note; any other change to config.json fails."""
+    config = json.loads((run / "config.json").read_text())
+    config["trainer"]["lr"] = 0.5
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["verify", str(run)]) == 1
+    assert "FAIL  config" in capsys.readouterr().out
+
+
+def test_verify_notes_a_resumed_trainer_steps_in_config_json(run, capsys):
+    config = json.loads((run / "config.json").read_text())
+    config["trainer"]["steps"] = 3
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["verify", str(run)]) == 0
+    assert "note  config.json holds the run's starting trainer.steps" in capsys.readouterr().out
