@@ -276,7 +276,6 @@ def random_baseline(args: argparse.Namespace, eval_cfg: EvalConfig) -> dict[str,
     folder = args.out / "random-init"
     if not (folder / "checkpoints" / "latest").exists():
         cfg = base_config(args, "simclr", "synthetic", 1, options=False)  # only the backbone matters
-        torch.manual_seed(cfg.trainer.seed)  # as train.loop.build_training: the backbone is built first
         save_checkpoint(folder, 0, build_method(cfg), None, {"config": cfg.to_dict()})
     return top1(evaluate_run(args, folder, eval_cfg, name=RANDOM))
 

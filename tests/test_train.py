@@ -84,12 +84,26 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tiny_config, tmp_path, mon
     verify_checkpoint(tmp_path / "run" / "checkpoints" / "step-000003")
 
 
-def test_random_baseline_is_the_runs_starting_point(tiny_config):
+def test_random_baseline_is_the_real_pretrains_starting_point(tiny_config, tmp_path, monkeypatch):
+    """Evaluation's random init and fine-tuning from scratch use the weights the real pretrain() started from."""
+    import synthsight.train.loop as loop
     from synthsight.eval.run import random_backbone
 
-    cfg = tiny_config("trainer.seed=3")
-    torch.manual_seed(cfg.trainer.seed)
-    start = build_method(cfg).backbone.state_dict()  # what pretrain() initialises
+    cfg = tiny_config("trainer.seed=3", "trainer.steps=2")
+    started = {}
+    real_build = loop.build_training
+
+    def capture(*args, **kwargs):
+        method, optimizer, scaler = real_build(*args, **kwargs)
+        started.update({k: v.detach().clone() for k, v in method.backbone.state_dict().items()})
+        return method, optimizer, scaler
+
+    monkeypatch.setattr(loop, "build_training", capture)
+    torch.manual_seed(12345)  # whatever the global RNG held before, the start is the same
+    pretrain(cfg, tmp_path / "run", progress=False)
     baseline = random_backbone(cfg).state_dict()
-    for k in start:
-        assert torch.equal(start[k], baseline[k]), k
+    assert started and started.keys() == baseline.keys()
+    for k in started:
+        assert torch.equal(started[k], baseline[k]), k
+    other = random_backbone(tiny_config("trainer.seed=4")).state_dict()
+    assert any(not torch.equal(started[k], other[k]) for k in started)

@@ -27,7 +27,7 @@ from synthsight.eval.features import extract_features
 from synthsight.eval.protocols import PROTOCOLS, ProtocolInputs, check_protocols
 from synthsight.eval.result import ProtocolResult
 from synthsight.models.preprocess import normalize_images
-from synthsight.train.build import build_backbone
+from synthsight.models.build import build_backbone, initial_backbone
 from synthsight.train.checkpoint import FILES, load_checkpoint, resolve_checkpoint
 
 PRETRAINED = "synthsight pretrained (synthetic only)"
@@ -123,8 +123,7 @@ def random_backbone(cfg: Config, seed: int | None = None) -> torch.nn.Module:
     """A freshly initialised copy of the architecture; with the default seed (the run's trainer.seed) these are
     exactly the weights pretraining started from, so the comparison isolates what pretraining changed."""
     with torch.random.fork_rng():
-        torch.manual_seed(cfg.trainer.seed if seed is None else seed)
-        return build_backbone(cfg)
+        return initial_backbone(cfg, seed)
 
 
 def pixel_features(images: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from synthsight.generators import Generator, create_generator
 from synthsight.generators.stream import SyntheticStream
 from synthsight.generators.real_stream import RealImageStream
 from synthsight.methods import METHODS, Method
-from synthsight.models.backbones import create_backbone
+from synthsight.models.build import build_backbone, initial_backbone  # noqa: F401  (build_backbone re-exported)
 
 
 def build_generators(cfg: Config) -> list[Generator]:
@@ -49,23 +49,17 @@ def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = No
     )
 
 
-def build_backbone(cfg: Config) -> torch.nn.Module:
-    """The configured backbone; ViTs size their position embeddings for the training view side (views.size)."""
-    m = cfg.model
-    return create_backbone(m.backbone, small_stem=m.small_stem, width=m.width, image_size=cfg.views.size,
-                           patch_size=m.patch_size)
-
-
 def build_method(cfg: Config) -> Method:
-    """The configured method around a freshly initialised backbone; unknown options name the valid ones."""
+    """The configured method around the run's starting backbone (`initial_backbone`: seeded by trainer.seed, then
+    the heads from the same RNG); unknown options name the valid ones."""
     options = dict(cfg.method)
     name = options.pop("name")
     cls = METHODS.get(name)
     method_cfg = build_dataclass(cls.config_class, options, "method")
     if cls.needs_labels:
         stream = build_stream(cfg, num_batches=0)  # checks that every family has categories
-        return cls(build_backbone(cfg), method_cfg, views=cfg.views, num_classes=stream.num_classes)
-    return cls(build_backbone(cfg), method_cfg, views=cfg.views)
+        return cls(initial_backbone(cfg), method_cfg, views=cfg.views, num_classes=stream.num_classes)
+    return cls(initial_backbone(cfg), method_cfg, views=cfg.views)
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -151,8 +151,7 @@ def build_training(
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.amp.GradScaler]:
     """The method (with trainer.sync_bn, channels_last and compile applied), its optimiser and loss scaler."""
     t = cfg.trainer
-    torch.manual_seed(t.seed)
-    method = build_method(cfg)
+    method = build_method(cfg)  # seeds the global RNG with trainer.seed (models.build.initial_backbone)
     if t.sync_bn:
         convert_sync_batchnorm(method)
     method = method.to(device)
