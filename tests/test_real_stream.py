@@ -94,13 +94,15 @@ def test_tiny_pretrain_on_real_images_records_it(npz: Path, tmp_path: Path, tiny
     assert ev.encoders[-1].name == PRETRAINED_REAL.format(real=str(npz))
 
 
-def test_labelled_methods_refuse_real_images(npz: Path, tiny_config) -> None:
-    labelled = [name for name in METHODS.names() if getattr(METHODS.get(name), "needs_labels", False)]
-    if not labelled:
-        pytest.skip("no method with needs_labels is registered yet")
-    cfg = tiny_config(f"data.real={npz}", f"method={labelled[0]}")
+@pytest.mark.parametrize("method", [n for n in METHODS.names() if getattr(METHODS.get(n), "needs_labels", False)])
+def test_labelled_methods_refuse_real_images(npz: Path, tiny_config, method) -> None:
+    cfg = tiny_config(f"data.real={npz}", f"method={method}")
     with pytest.raises(ConfigError, match="without labels"):
         build_stream(cfg)
+
+
+def test_the_labelled_methods_exist() -> None:
+    assert {"supcon", "ce"} <= {n for n in METHODS.names() if getattr(METHODS.get(n), "needs_labels", False)}
 
 
 def test_empty_real_spec_is_a_config_error(tiny_config) -> None:
