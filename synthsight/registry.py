@@ -36,6 +36,7 @@ class Registry:
         return decorator
 
     def get(self, name: str) -> Any:
+        _load_plugins()
         if name not in self._entries:
             raise UnknownNameError(unknown_name_message(self.kind, name, self.names()))
         return self._entries[name]
@@ -44,10 +45,18 @@ class Registry:
         return self.get(name)(**kwargs)
 
     def names(self) -> list[str]:
+        _load_plugins()
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
+        _load_plugins()
         return name in self._entries
+
+
+def _load_plugins() -> None:
+    from synthsight.plugins import load_plugins  # entry points of other packages register their names here
+
+    load_plugins()
 
 
 def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
