@@ -34,6 +34,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", type=Path, default=None, help="write a grid PNG here")
     p.add_argument("--out", type=Path, default=None, help="write PNG files + manifest.json into this folder")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel writer processes for --out")
+    p.add_argument("--layout", choices=("flat", "classes"), default="flat",
+                   help="with --out: flat (class labels in manifest.json) or classes (one sub-folder per class, "
+                   "readable by any ImageFolder loader)")
     p.add_argument("--device", default="cpu", help="render on cpu or cuda")
 
 
@@ -159,7 +162,7 @@ def cmd_generate(args: argparse.Namespace) -> Path:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.out is not None:
-        write_dataset(gen, args.n, args.seed, args.out, workers=args.workers)
+        write_dataset(gen, args.n, args.seed, args.out, workers=args.workers, layout=args.layout)
         print(f"wrote {args.n} images and manifest.json to {args.out}")
         return args.out
     preview = args.preview or default_dir("generate") / f"{gen.family}_{gen.variant}.png"

@@ -220,3 +220,33 @@ def test_fashion_mnist_directory_override(tmp_path: Path, monkeypatch) -> None:
     assert len(load_dataset("fashion-mnist", "test", size=8, limit=20)) == 20
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz not found"):
         load_dataset("fashion-mnist", "train")
+
+
+def test_image_folder_ignores_files_that_are_not_images(folder: Path) -> None:
+    (folder / "cat" / "manifest.json").write_text('{"format": "synthsight-dataset/1"}')
+    (folder / "dog" / "notes.txt").write_text("taken on a Tuesday")
+    data = load_dataset(str(folder), size=16)
+    assert len(data) == 5 and data.n_skipped == 0
+
+
+def test_a_generated_labelled_data_set_reads_back_as_an_image_folder(tmp_path: Path) -> None:
+    import json
+
+    from synthsight.cli import main
+
+    out = tmp_path / "contours"
+    assert main(["generate", "--family", "contours/rcdb:num_classes=3", "--n", "12", "--size", "16", "--out",
+                 str(out), "--layout", "classes", "--workers", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    labels = [e["label"] for e in manifest["images"]]
+    assert manifest["layout"] == "classes" and set(labels) <= {0, 1, 2}
+    assert all(e["file"].startswith(f"class_{e['label']:05d}/") for e in manifest["images"])
+    data = load_dataset(str(out), size=16)  # manifest.json at the top is ignored, the class folders are read
+    assert len(data) == 12
+    assert sorted(data.labels.tolist()) == sorted(data.classes.index(f"class_{y:05d}") for y in labels)
+    flat = tmp_path / "flat"
+    assert main(["generate", "--family", "contours/rcdb:num_classes=3", "--n", "4", "--size", "16", "--out",
+                 str(flat), "--workers", "1"]) == 0
+    assert [e["label"] for e in json.loads((flat / "manifest.json").read_text())["images"]] == labels[:4]
+    assert main(["generate", "--family", "dead_leaves", "--n", "2", "--size", "16", "--out", str(tmp_path / "x"),
+                 "--layout", "classes"]) == 2  # no categories: a clear error

@@ -40,6 +40,11 @@ PATH_DATASETS = ("cifar10", "cifar100", "stl10")  # "<name>:<folder>"; a bare fo
 _SPLIT_DIR_NAMES = {"train", "test", "val", "valid", "validation"}
 
 
+def _image_suffixes() -> frozenset[str]:
+    """File name endings PIL can open ('.png', '.jpg', ...); other files (manifest.json, notes) are not images."""
+    return frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
 class DatasetError(ValueError):
     """A data set that cannot be loaded; the message names the problem and how to fix it."""
 
@@ -234,10 +239,12 @@ def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
 def _load_image_folder(root: Path, size: int, limit: int | None, seed: int, skip_bad: bool) -> LabeledImages:
     files, labels, classes = _scan_image_folder(root)
     keep = stratified_subset(torch.tensor(labels), limit, seed).tolist() if limit else range(len(files))
-    images, kept_labels, bad = [], [], []
+    # decoded one file at a time straight into one uint8 array at the evaluation size: memory is that array only
+    images = torch.empty(len(keep), 3, size, size, dtype=torch.uint8)
+    kept_labels, bad = [], []
     for i in keep:
         try:
-            images.append(_decode(files[i], size))
+            images[len(kept_labels)] = _decode(files[i], size)[0]
             kept_labels.append(labels[i])
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             if not skip_bad:
@@ -249,13 +256,16 @@ def _load_image_folder(root: Path, size: int, limit: int | None, seed: int, skip
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         warnings.warn(f"skipped {len(bad)} unreadable files in {root}: {shown}", stacklevel=3)
-    if not images:
+    if not kept_labels:
         raise DatasetError(f"no readable images in {root} ({len(bad)} unreadable files skipped)")
-    return LabeledImages(torch.cat(images), torch.tensor(kept_labels, dtype=torch.long), classes, str(root), len(bad))
+    return LabeledImages(images[: len(kept_labels)], torch.tensor(kept_labels, dtype=torch.long), classes, str(root),
+                         len(bad))
 
 
 def _scan_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
-    """Files under <root>/<class>/ (recursively, hidden files and folders ignored), their labels, class names."""
+    """Image files under <root>/<class>/ (recursively; hidden files and folders and files that are not images, such
+    as a generated data set's manifest.json, ignored), their labels, class names."""
+    suffixes = _image_suffixes()
     entries = [p for p in root.iterdir() if not p.name.startswith(".")]
     if not entries:
         raise DatasetError(f"directory {root} is empty; expected one sub-directory per class: {root}/<class>/<image>")
@@ -273,7 +283,8 @@ def _scan_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     for label, name in enumerate(classes):
         found = sorted(
             p for p in (root / name).rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            if p.is_file() and p.suffix.lower() in suffixes
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
         )  # fmt: skip
         if not found:
             raise DatasetError(f"class directory {root / name} holds no images; remove it or add images")

@@ -72,8 +72,9 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     return path
 
 
-def _header(generator: Generator, n: int, seed: int) -> dict[str, Any]:
-    return {"format": FORMAT, "generator": generator.config(), "seed": int(seed), "count": int(n), "hash": HASH_NOTE}
+def _header(generator: Generator, n: int, seed: int, layout: str = "flat") -> dict[str, Any]:
+    header = {"format": FORMAT, "generator": generator.config(), "seed": int(seed), "count": int(n), "hash": HASH_NOTE}
+    return header if layout == "flat" else {**header, "layout": layout}
 
 
 def _same_run(found: dict[str, Any], header: dict[str, Any]) -> bool:
@@ -109,14 +110,24 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _write_batch(generator: Generator, indices: Sequence[int], seed: int, out_dir: str) -> list[dict[str, Any]]:
+def class_folder(label: int) -> str:
+    """The sub-folder of class `label` in the 'classes' layout; zero-padded so folders sort in label order."""
+    return f"class_{label:05d}"
+
+
+def _write_batch(generator: Generator, indices: Sequence[int], seed: int, out_dir: str,
+                 layout: str = "flat") -> list[dict[str, Any]]:
     """Render images `indices`, write each as PNG, return their manifest entries (runs in pool workers too)."""
-    pixels = to_uint8(generator.generate(indices, seed)).permute(0, 2, 3, 1).contiguous().numpy()
+    images, labels = generator.generate_with_labels(indices, seed)
+    pixels = to_uint8(images).permute(0, 2, 3, 1).contiguous().numpy()
     entries = []
-    for i, image in zip(indices, pixels):
-        name = f"{i:08d}.png"
+    for i, image, label in zip(indices, pixels, labels.tolist()):
+        name = f"{i:08d}.png" if layout == "flat" else f"{class_folder(label)}/{i:08d}.png"
+        if layout != "flat":
+            os.makedirs(os.path.join(out_dir, class_folder(label)), exist_ok=True)
         Image.fromarray(image).save(os.path.join(out_dir, name), compress_level=1)
-        entries.append({"index": int(i), "file": name, "sha256": pixel_sha256(image)})
+        entry = {"index": int(i), "file": name, "sha256": pixel_sha256(image)}
+        entries.append(entry if label < 0 else {**entry, "label": int(label)})
     return entries
 
 
@@ -132,6 +143,7 @@ def write_dataset(
     batch_size: int = 256,
     workers: int = 1,
     progress: bool = True,
+    layout: str = "flat",
 ) -> Path:
     """Write images 0..n-1 of stream `seed` as PNG files plus manifest.json; returns the manifest's path.
 
@@ -143,11 +155,18 @@ def write_dataset(
         batch_size: images rendered per task.
         workers: processes rendering and encoding in parallel (1: in this process).
         progress: show a tqdm bar.
+        layout: "flat" (every PNG in out_dir; a family's class labels go into the manifest) or "classes" (one
+            sub-folder per class, class_00000/..., so any ImageFolder reader can train on the labels).
     """
     if n < 0 or batch_size < 1 or workers < 1:
         raise ValueError(f"need n >= 0, batch_size >= 1 and workers >= 1, got {n}, {batch_size}, {workers}")
+    if layout not in ("flat", "classes"):
+        raise ValueError(f"layout must be 'flat' or 'classes', got {layout!r}")
+    if layout == "classes" and not generator.num_classes:
+        raise ValueError(f"{generator.family}/{generator.variant} has no categories, so there are no class folders to "
+                         "write; use layout 'flat', or a family with categories (fractal_ifs, contours, programs)")
     out_dir = Path(out_dir)
-    header = _header(generator, n, seed)
+    header = _header(generator, n, seed, layout)
     _check_directory(out_dir, header)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST
@@ -160,12 +179,12 @@ def write_dataset(
     with tqdm(total=n, unit="img", desc=f"{generator.family}/{generator.variant}", disable=not progress) as bar:
         if workers == 1 or len(batches) <= 1:
             for batch in batches:
-                entries += _write_batch(generator, batch, seed, str(out_dir))
+                entries += _write_batch(generator, batch, seed, str(out_dir), layout)
                 bar.update(len(batch))
         else:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold OpenMP threads
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-                futures = [pool.submit(_write_batch, generator, b, seed, str(out_dir)) for b in batches]
+                futures = [pool.submit(_write_batch, generator, b, seed, str(out_dir), layout) for b in batches]
                 for future, batch in zip(futures, batches):
                     entries += future.result()
                     bar.update(len(batch))
