@@ -10,7 +10,7 @@ STAMP := $(VENV)/.synthsight-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "is ignored" || true
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,export,stats]' 2>&1 | grep -v "is ignored" || true
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,export,stats,tensorboard]' 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -c "import synthsight, torch, timm, safetensors, sklearn" && touch $(STAMP)
 
 install: $(STAMP)

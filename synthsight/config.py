@@ -120,6 +120,7 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each process takes cuda:LOCAL_RANK
     seed: int = 0  # seeds initialisation and augmentations
     log_every: int = 10  # steps between progress-bar and log updates
+    log: str = "csv"  # csv (train_log.csv) | tensorboard (also TensorBoard scalars in RUN/tensorboard)
     checkpoint_every: int = 100  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # older checkpoints are deleted; 0 keeps all
     # Collapse alarm (train/collapse.py): figures of the embeddings the loss compares, logged in train_log.csv.
@@ -142,7 +143,8 @@ class TrainerConfig:
                      collapse_patience=">=1", collapse_min_std=">=0", collapse_min_rank=">=0",
                      collapse_max_entropy="(0,1]", collapse_max_argmax_share="(0,1]", online_eval_every=">=0",
                      online_eval_limit=">=2", online_eval_test_limit=">=1")
-        check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"))
+        check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"),
+                      log=("csv", "tensorboard"))
         if self.min_lr > self.lr:
             raise ConfigError(f"trainer.min_lr = {self.min_lr} is above trainer.lr = {self.lr}; lower it")
 

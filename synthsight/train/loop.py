@@ -48,6 +48,7 @@ from synthsight.train.distributed import (
 )
 from synthsight.train.online_eval import OnlineKNN
 from synthsight.train.schedules import warmup_cosine
+from synthsight.train.tensorboard import log_row, open_tensorboard
 
 # The collapse alarm's figures and the online k-NN top-1 are empty where a row's step measured none; logs written
 # before those columns existed are read and continued as they are.
@@ -253,6 +254,18 @@ def _after_step(ctx: DistContext, cfg: Config, done: int, out: StepOutput, metho
     return columns
 
 
+def run_header(cfg: Config, run_dir: Path, device: torch.device, world_size: int, start: int,
+               resumed_from: Path | None) -> str:
+    """One line at the start of a run: what trains, where, and from which step."""
+    m = cfg.model
+    source = f"real images {cfg.data.real}" if cfg.data.real else f"{len(cfg.data.families)} synthetic famil" + (
+        "y" if len(cfg.data.families) == 1 else "ies")
+    where = f"resumed from step {start} ({resumed_from.name})" if resumed_from is not None else "from step 0"
+    return (f"pretrain: {cfg.method['name']} on {source}, backbone {m.backbone} (width {m.width}), device {device}, "
+            f"{world_size} process(es), {cfg.trainer.steps} steps of {cfg.trainer.batch_size} images, {where}; "
+            f"run folder {run_dir}")
+
+
 def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train cfg.method on the synthetic stream for cfg.trainer.steps steps; checkpoints go to run_dir.
 
@@ -293,6 +306,9 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
 
     log_path = run_dir / "train_log.csv"
     rows = _read_log(log_path, start) if ctx.is_main else []
+    board = open_tensorboard(run_dir) if t.log == "tensorboard" and ctx.is_main else None
+    if progress and ctx.is_main:
+        print(run_header(cfg, run_dir, device, ctx.world_size, start, last_ckpt), file=sys.stderr)
     stream = build_stream(cfg, start_batch=start * t.accumulate, num_batches=(t.steps - start) * t.accumulate,
                           rank=ctx.rank, world_size=ctx.world_size, batch_size=per_rank)
     loader = DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_worker_init,
@@ -355,6 +371,8 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             tick, tick_step = now, done
             rows.append({"step": done, "loss": f"{loss_value:.5f}", "lr": f"{lr:.6g}",
                          "images_per_second": f"{ips:.1f}", "skipped": skipped, **columns})
+            if board is not None:
+                log_row(board, rows[-1])
             postfix.update(loss=f"{loss_value:.3f}", img_s=f"{ips:.0f}")
             if "knn" in columns:
                 postfix["knn"] = f"{100 * float(columns['knn']):.1f}%"
@@ -370,6 +388,8 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             on_main(ctx, save_checkpoint, run_dir, done, method, optimizer, state, keep=t.keep_checkpoints)
             last_ckpt = run_dir / "checkpoints" / f"step-{done:06d}"
     bar.close()
+    if board is not None:
+        board.close()
     seconds = time.perf_counter() - t0
     return TrainResult(run_dir, t.steps, loss_value, seconds, (t.steps - start) * t.batch_size / seconds, last_ckpt,
                        skipped, checks)
