@@ -42,8 +42,7 @@ def plot_accuracy_bars(table: dict[str, dict[str, float]], path: Path, title: st
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks([j + width * (len(encoders) - 1) / 2 for j in range(len(protocols))], protocols)
     ax.set_ylabel("top-1 (%)")
-    lows = [v for row in table.values() for v in row.values()]
-    ax.set_ylim(max(0.0, min(lows) - 10) if lows else 0, 100)
+    ax.set_ylim(0, 100)  # from zero: bar lengths are proportional to the accuracies they show
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

@@ -15,6 +15,8 @@ import html
 import re
 from typing import Any
 
+from synthsight.report.difference import differences, pick_pair, verdict_line
+
 PROTOCOL_TITLES = {"knn": "k-NN", "linear": "linear probe", "kmeans": "k-means clustering",
                    "fewshot": "few-shot (nearest class mean)", "finetune": "fine-tuning"}
 HEADLINE = {"kmeans": "k-means acc. (%)"}  # default: "<title> top-1 (%)"
@@ -49,7 +51,8 @@ def percent(x: Any) -> str:
 
 
 def headline_table(metrics: dict[str, Any]) -> str:
-    """One row per encoder, the headline top-1 (%) of each protocol, and the feature dimension."""
+    """One row per encoder, the headline top-1 (%) of each protocol, and the feature dimension; then a row with
+    the pretrained encoder's difference from its baseline (points, 95% interval) and a one-line verdict."""
     protocols = protocols_of(metrics)
     titles = [headline_title(metrics, p) for p in protocols]
     head = ["encoder", *titles, "feature dim"]
@@ -58,7 +61,13 @@ def headline_table(metrics: dict[str, Any]) -> str:
         res = e.get("results", {})
         rows.append([esc(e["name"])] + [percent(res[p]["top1"]) if p in res else MISSING for p in protocols]
                     + [esc(e.get("feature_dim", MISSING))])
-    return table([esc(h) for h in head], rows)
+    diffs, pair = differences(metrics), pick_pair(metrics)
+    if diffs and pair is not None:
+        rows.append([esc(f"difference: {pair[0]['name']} - {pair[1]['name']} (points, 95% interval)")]
+                    + [esc(f"{diffs[p].points:+.2f} [{diffs[p].low:+.2f}, {diffs[p].high:+.2f}]")
+                       if p in diffs else MISSING for p in protocols] + ["–"])
+    verdict = verdict_line(metrics, {p: PROTOCOL_TITLES.get(p, p) for p in protocols})
+    return table([esc(h) for h in head], rows) + (f"<p><b>Verdict</b>: {esc(verdict)}</p>" if verdict else "")
 
 
 def headline_title(metrics: dict[str, Any], protocol: str) -> str:
@@ -98,6 +107,11 @@ def metric_cell(metrics: dict[str, Any], key: str) -> str:
     return percent(value) + (f" ± {100 * float(std):.2f}" if std is not None else "")
 
 
+def setting_cell(value: Any) -> str:
+    """A setting as a table cell: numbers in short form (weight decay 1e-05, not 1.0000000000000001e-05)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def protocol_sections(metrics: dict[str, Any]) -> str:
     """Per protocol: a heading, its settings spelled out, and a table of every number it produced per encoder.
 
@@ -108,15 +122,17 @@ def protocol_sections(metrics: dict[str, Any]) -> str:
         results = [r for _, r in runs]
         keys = metric_columns(results)
         settings = [r.get("settings") or {} for r in results]
-        varying = [k for k in dict.fromkeys(k for st in settings for k in st)
-                   if len({repr(st.get(k)) for st in settings}) > 1]
+        varying = [k for k in dict.fromkeys(k for st in settings for k in st)  # one column each; a mapping or
+                   if len({repr(st.get(k)) for st in settings}) > 1  # list (a validation curve) is not a cell
+                   and not any(isinstance(st.get(k), (dict, list)) for st in settings)]
         head = ["encoder", "top-1 (%)" if p != "kmeans" else "Hungarian-matched acc. (%)"] + \
             [metric_title(k) for k in keys] + [k.replace("_", " ") for k in varying] + ["train images", "test images"]
         rows = [[esc(name), percent(r.get("top1"))] + [metric_cell(r.get("metrics") or {}, k) for k in keys]
-                + [esc(st.get(k, MISSING)) for k in varying]
+                + [esc(setting_cell(st.get(k, MISSING))) for k in varying]
                 + [esc(r.get("n_train", MISSING)), esc(r.get("n_test", MISSING))]
                 for (name, r), st in zip(runs, settings)]
-        shared = {k: v for k, v in settings[0].items() if k not in varying}
+        shared = {k: setting_cell(v) for k, v in settings[0].items()
+                  if len({repr(st.get(k)) for st in settings}) == 1}
         described = results[0].get("description", "")
         cut = RESULT_START.search(described)
         how = described[: cut.start()] if cut else described  # the sentence without its numbers
