@@ -50,6 +50,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, nargs="?", const=True, default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR (or in --out) from its newest good checkpoint")
     p.add_argument("--eval", action="store_true", help="evaluate on real data after pretraining (eval.* keys)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the full configuration (preset + overrides, every key) as YAML and exit")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -135,6 +137,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides of configs/demo.yaml")
     p.add_argument("--seed", type=int, default=None, help="seed for data stream, init and augmentations")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/demo-<time>)")
+    p.add_argument("--print-config", action="store_true", help="print the demo's full configuration as YAML and exit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
                 _add_report, _add_demo, _add_stats, _add_distill,
                 _add_export, _add_verify):
         add(sub)
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsHelpFormatter
     return parser
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already states it or there is none to state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default is None or action.default is False  # (0 is a default)
+                or action.default == argparse.SUPPRESS
+                or isinstance(action, argparse._HelpAction) or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
 
 
 # ------------------------------------------------------------------------------------------------- commands
@@ -191,13 +208,30 @@ def _run_config(args: argparse.Namespace, extra: list[str]):
     return load_config(args.preset, list(args.overrides) + extra)
 
 
+def _print_config(args: argparse.Namespace) -> int:
+    """`--print-config`: the configuration a run would use (of the run folder, for --resume), as YAML."""
+    import yaml
+
+    from synthsight.config import apply_overrides, config_from_dict
+
+    if isinstance(args.resume, Path):
+        cfg = config_from_dict(apply_overrides(json.loads((args.resume / "config.json").read_text()), args.overrides))
+    else:
+        cfg = _run_config(args, [])
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    return 0
+
+
 def cmd_pretrain(args: argparse.Namespace) -> Path:
     from synthsight.config import config_from_dict, apply_overrides
+    from synthsight.eval.run import results_table
     from synthsight.report.html import build_report
     from synthsight.runs import eval_run, pretrain_run
     from synthsight.train.distributed import is_main_process
 
     resume = args.resume is not None
+    if args.print_config:
+        return _print_config(args)
     run_dir = args.resume if isinstance(args.resume, Path) else args.out
     if resume:
         if run_dir is None or not (run_dir / "config.json").is_file():
@@ -212,7 +246,8 @@ def cmd_pretrain(args: argparse.Namespace) -> Path:
     print(f"pretrained {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.0f} img/s), "
           f"final loss {result.final_loss:.4f}")
     if args.eval:
-        eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device))
+        report = eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device))
+        print(results_table(report.encoders, cfg.eval.protocols))
     print(f"run folder: {run_dir}\nreport: {build_report(run_dir)}")
     return run_dir
 
@@ -280,6 +315,11 @@ def cmd_demo(args: argparse.Namespace) -> Path:
 
     extra = [] if args.seed is None else [f"data.seed={args.seed}", f"trainer.seed={args.seed}"]
     cfg = load_config("demo", list(args.overrides) + extra)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
     run_dir = args.out or default_dir("demo")
     t0 = time.perf_counter()
     families = ", ".join(parse_family_spec(f).label for f in cfg.data.families)

@@ -113,3 +113,32 @@ def test_parser_lists_all_commands():
     text = build_parser().format_help()
     for command in COMMANDS:
         assert command in text
+
+
+ALL_COMMANDS = COMMANDS + ["distill", "export", "verify"]
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS)
+def test_every_option_with_a_default_shows_it_in_help(command, capsys):
+    from synthsight.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction)).choices[command]
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for action in sub._actions:
+        if not action.option_strings or action.default is None or action.default is False or action.dest == "help":
+            continue
+        assert "default" in (action.help or "").lower() or f"(default: {action.default})" in text, action.dest
+
+
+def test_print_config_prints_every_key_with_overrides_and_writes_nothing(tmp_path, capsys):
+    import yaml
+
+    assert main(["pretrain", "trainer.steps=7", "--print-config", "--out", str(tmp_path / "run")]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["trainer"]["steps"] == 7 and "collapse_patience" in printed["trainer"]
+    assert not (tmp_path / "run").exists()
+    assert main(["demo", "--print-config", "--seed", "3"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["seed"] == 3
