@@ -452,7 +452,7 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
                    "chroma, mean) and mark every figure outside tolerance")
     p.add_argument("--n", type=int, default=128, help="images per set (default 128)")
     p.add_argument("--size", type=int, default=128, help="image side (default 128)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the images measured")
     p.add_argument("--out", type=Path, default=None, help="folder for stats.json/csv/md (default runs/stats-<time>)")
 
 
