@@ -284,21 +284,9 @@ class StyleGANRandom(Generator):
         params["colour_std"] = torch.tensor(_NATURAL_STD) * torch.exp(0.3 * z[3:])
         return params
 
-    def image_params(self, seed: int, index: int) -> dict[str, torch.Tensor]:
-        """sample_params of image `index` of stream `seed`, plus "network" [] (int64): index // images_per_network."""
-        params = self.sample_params(image_rng(seed, index, self.salt))
-        params["network"] = torch.tensor(self.network_of(index))
-        return params
-
-    def generate_with_labels(
-        self, indices: Sequence[int], seed: int, device: str | torch.device = "cpu"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As Generator.generate_with_labels, with each image's network taken from its index (no labels: -1)."""
-        params = [self.image_params(seed, int(i)) for i in indices]
-        labels = torch.full((len(params),), -1, dtype=torch.long)
-        if not params:
-            return torch.empty(0, 3, self.size, self.size, device=device), labels
-        return self.render(params, torch.device(device)), labels
+    def params_at(self, rng: torch.Generator, index: int) -> dict[str, torch.Tensor]:
+        """sample_params(rng) of image `index`, plus "network" [] (int64): index // images_per_network."""
+        return {**self.sample_params(rng), "network": torch.tensor(self.network_of(index))}
 
     # ---------------------------------------------------------------- rendering
     def render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device) -> torch.Tensor:
