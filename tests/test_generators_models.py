@@ -209,8 +209,9 @@ def test_oriented_kernels_come_from_the_filter_bank() -> None:
 
 
 def test_oriented_spectrum_is_natural_and_others_smooth() -> None:
-    """The paper's StyleGAN-Oriented shows oriented high-frequency structure: a power-spectrum slope like natural
-    images' (~2), where the demodulated variants (and the old "oriented") give soft clouds (slope > 3.3)."""
+    """The paper's StyleGAN-Oriented shows oriented high-frequency structure: a power-spectrum slope near natural
+    images', where the demodulated variants (and the old "oriented") give soft clouds. At 64 px (slopes over 2..24
+    cycles run steeper than at 128 px): oriented ~2.8, default_init ~4.4, the old oriented ~4.2."""
     from synthsight.analysis.reference_stats import reference_statistics
 
     def slope(variant: str) -> float:
@@ -218,7 +219,7 @@ def test_oriented_spectrum_is_natural_and_others_smooth() -> None:
         return reference_statistics(images).slope
 
     oriented = slope("oriented")
-    assert 1.7 < oriented < 2.9
+    assert 1.8 < oriented < 3.3
     assert slope("default_init") > oriented + 1.0
 
 
@@ -227,7 +228,7 @@ def test_stylegan_options() -> None:
         StyleGANRandom("sparse", 32, images_per_network=0)
     with pytest.raises(ValueError, match="level_falloff"):
         StyleGANRandom("oriented", 32, level_falloff=0.0)
-    assert StyleGANRandom("oriented", 32).config()["level_falloff"] == 2.5
+    assert StyleGANRandom("oriented", 32).config()["level_falloff"] == 1.5
     gen = StyleGANRandom("sparse", 96)
     assert gen.resolutions == [6, 12, 24, 48, 96]  # doubling from 6 px reaches 96 exactly
     assert StyleGANRandom("sparse", 36).resolutions[-1] == 64  # rendered at 64, then resized

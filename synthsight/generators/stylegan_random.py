@@ -15,9 +15,9 @@ paper's description (no code from the StyleGAN repositories):
   negatives), each output channel scaled by N(0, 1). Each convolution's output is standardised per channel (unit
   RMS, as StyleGAN's AdaIN) before that scale, so the scale survives and the edge and line filters' high-pass
   output is not lost in the coarser layers' smooth signal; padding replicates the border. Each block's toRGB output
-  is brought to unit RMS and weighted level_falloff^-(blocks above it) (2.5): every scale shows, and the spectrum
-  slope is ~2.1-2.2 like natural images' (the StyleGAN2 demodulation and plain skip sum used before gave soft
-  colour clouds, slope ~3.3, hardly different from "default_init").
+  is brought to unit RMS and weighted level_falloff^-(blocks above it) (1.5): every scale shows, and the spectrum
+  slope is ~2.5 like natural images' (the StyleGAN2 demodulation and plain skip sum used before gave soft colour
+  clouds, slope ~3.3, hardly different from "default_init").
 - "default_init" and "sparse" keep StyleGAN2's demodulation (each output channel divided by
   sqrt(sum_i,k (W s_i)^2 + 1e-8)), LeakyReLU x sqrt(2), reflect padding and the plain skip sum: "default_init" --
   N(0, 1) weights; "sparse" -- N(0, 1) weights kept with probability U(0.05, 0.25) per layer. Both look like soft
@@ -145,7 +145,8 @@ class StyleGANRandom(Generator):
         channel_base: channels at resolution r are channel_base / r, within [min_channels, max_channels].
         noise_strength: range of the per-layer noise strength.
         level_falloff: "oriented" only: each resolution's RGB contribution is this many times weaker than the next
-            finer one's (2.5: a spectrum slope near natural images'; 1: every scale alike, coarser look).
+            finer one's (1.5: a spectrum slope near natural images'; larger: finer, more uniform texture; 1: every
+            scale at the same strength, coarser look).
     """
 
     family = "stylegan_random"
@@ -162,7 +163,7 @@ class StyleGANRandom(Generator):
         min_channels: int = 8,
         max_channels: int = 64,
         noise_strength: tuple[float, float] = (0.0, 0.3),
-        level_falloff: float = 2.5,
+        level_falloff: float = 1.5,
     ) -> None:
         super().__init__(variant, size)
         if images_per_network < 1:
@@ -173,7 +174,7 @@ class StyleGANRandom(Generator):
         if not 0.0 <= noise_strength[0] <= noise_strength[1]:
             raise ValueError(f"noise_strength must be a range of non-negative numbers, got {noise_strength}")
         if not level_falloff > 0:
-            raise ValueError(f"level_falloff must be > 0 (2.5: natural-image spectrum slope), got {level_falloff}")
+            raise ValueError(f"level_falloff must be > 0 (1.5: a natural-image spectrum slope), got {level_falloff}")
         self.images_per_network = int(images_per_network)
         self.network_seed = int(network_seed)
         self.channel_base = int(channel_base)
