@@ -36,3 +36,21 @@ def test_bad_mix_configs_are_clear_errors():
         GENERATORS.create("mix", families=("spectrum",), weights=(1.0, 2.0))
     with pytest.raises(ValueError, match="itself"):
         GENERATORS.create("mix", families=("mix",))
+
+
+def test_mix_of_stylegan_children_uses_each_images_network():
+    """Image i of a mix renders a stylegan_random component with that child's network i // 400, not network 0."""
+    gen = GENERATORS.create("mix", size=16, families=("stylegan_random/oriented", "stylegan_random/sparse"))
+    cpu = torch.device("cpu")
+    for index in (3 * 400 + 5, 7 * 400):
+        image = gen.generate([index], seed=0)[0]
+        c = gen.sample_params(image_rng(0, index, gen.salt))["components"][0]  # the same draws, network 0
+        child = gen.children[c["family"]]
+        own = child.render([{**c["params"], "network": torch.tensor(index // 400)}], cpu)[0]
+        first = child.render([{**c["params"], "network": torch.tensor(0)}], cpu)[0]
+        assert torch.equal(image, own)
+        assert not torch.allclose(image, first, atol=1e-3)
+    # a batch across networks gives the images rendered one by one
+    indices = [5, 405, 805, 1205]
+    torch.testing.assert_close(gen.generate(indices, seed=1), torch.cat([gen.generate([i], seed=1) for i in indices]),
+                               atol=1e-5, rtol=0)

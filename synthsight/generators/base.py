@@ -2,6 +2,8 @@
 
 Randomness is split from rendering (as in kornia): `sample_params(rng)` draws one image's parameters from a
 generator seeded by (family, seed, image index), and `render(params, device)` turns a list of them into a batch.
+`image_params(seed, index)` gives what `generate` renders for one image: sample_params of its generator, plus
+whatever a family takes from the index itself (`params_at`).
 So image i of a stream is a pure function of (family, its config, seed, i), whatever the batch size, the
 data-loader worker, the rank or the position in a resumed run.
 
@@ -81,6 +83,18 @@ class Generator:
         """Render a list of parameter sets into Tensor[B, 3, size, size], float32 in [0, 1], on `device`."""
         raise NotImplementedError
 
+    def params_at(self, rng: torch.Generator, index: int) -> dict[str, Any]:
+        """The parameters of image `index` of a stream, drawn from the image's own generator `rng`.
+
+        sample_params(rng) for most families. A family whose images also depend on the index itself overrides it
+        (stylegan_random: the network, index // images_per_network), and so does a family made of others (mix,
+        which passes the index on to its components)."""
+        return self.sample_params(rng)
+
+    def image_params(self, seed: int, index: int) -> dict[str, Any]:
+        """The parameters of image `index` of stream `seed`: what `generate` renders for it."""
+        return self.params_at(image_rng(seed, index, self.salt), index)
+
     def generate(self, indices: Sequence[int], seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
         """Images `indices` of stream `seed`: Tensor[len(indices), 3, size, size] in [0, 1]."""
         return self.generate_with_labels(indices, seed, device)[0]
@@ -89,7 +103,7 @@ class Generator:
         self, indices: Sequence[int], seed: int, device: str | torch.device = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and their class labels (int64 Tensor[B]; -1 for families without categories)."""
-        params = [self.sample_params(image_rng(seed, int(i), self.salt)) for i in indices]
+        params = [self.image_params(seed, int(i)) for i in indices]
         labels = torch.tensor([int(p["label"]) if "label" in p else -1 for p in params], dtype=torch.long)
         if not params:
             return torch.empty(0, 3, self.size, self.size, device=device), labels

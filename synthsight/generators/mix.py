@@ -1,8 +1,9 @@
 """A family made of other families: weighted mixing, and MixUp of k images from different classes.
 
 Shaders21k found MixUp of k=6 images from different programs the single biggest gain of synthetic pretraining.
-Each image picks its families and its components' parameters from its own generator, so the contract holds:
-image i is a pure function of (config, seed, i).
+Each image picks its families and its components' parameters from its own generator and passes its index on to
+them (a stylegan_random component of image i renders with that child's network i // images_per_network), so the
+contract holds: image i is a pure function of (config, seed, i).
 
 Labels: classes of the components are offset per family (a family without categories counts as one class);
 `mixup` images carry the label of their heaviest component, plus `mix_labels` and `mix_weights` for soft targets.
@@ -26,6 +27,7 @@ from synthsight.registry import GENERATORS
 @GENERATORS.register("mix")
 class Mix(Generator):
     family = "mix"
+    version = "2"  # 2: components take the image's index (stylegan_random children used network 0 for every image)
     variants = ("uniform", "mixup")
 
     def __init__(
@@ -59,21 +61,26 @@ class Mix(Generator):
         return {**super().config(), "k": self.k, "alpha": self.alpha, "weights": self.weights.tolist(),
                 "children": [c.config() for c in self.children]}
 
-    def _component(self, rng: torch.Generator) -> dict[str, Any]:
+    def _component(self, rng: torch.Generator, index: int) -> dict[str, Any]:
         j = int(torch.multinomial(self.weights, 1, generator=rng))
         child_rng = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=rng)))
-        params = self.children[j].sample_params(child_rng)
+        params = self.children[j].params_at(child_rng, index)  # the child's image `index` (its network, ...)
         label = self.offsets[j] + (int(params["label"]) if "label" in params else 0)
         return {"family": j, "params": params, "label": label}
 
     def sample_params(self, rng: torch.Generator) -> dict[str, Any]:
+        """Parameters as for image 0 (a stylegan_random child renders with its network 0); streams use
+        image_params, which passes each image's index on to its components."""
+        return self.params_at(rng, 0)
+
+    def params_at(self, rng: torch.Generator, index: int) -> dict[str, Any]:
         if self.variant == "uniform":
-            c = self._component(rng)
+            c = self._component(rng, index)
             return {"components": [c], "mix_weights": torch.ones(1), "label": torch.tensor(c["label"])}
         components: list[dict[str, Any]] = []
         for _ in range(self.k):
             for _attempt in range(8):  # components from different classes where the classes allow it
-                c = self._component(rng)
+                c = self._component(rng, index)
                 if all(c["label"] != other["label"] for other in components):
                     break
             components.append(c)

@@ -4,18 +4,24 @@ After Baradad et al. 2021 ("Learning to See by Looking at Noise", StyleGAN-Orien
 paper's description (no code from the StyleGAN repositories):
 
 - A StyleGAN2-like synthesis network: a random constant 4 x 4 input (or 5..7 px, so that doubling reaches the
-  image size), then one block per resolution: bilinear x2 upsampling, two modulated + demodulated 3 x 3
-  convolutions, each followed by a noise input, a bias and LeakyReLU(0.2) x sqrt(2); a modulated 1 x 1 "toRGB"
-  per block, summed over the blocks through upsampled skips. Channels: 512 / resolution within [8, 64].
+  image size), then one block per resolution: bilinear x2 upsampling, two modulated 3 x 3 convolutions, each
+  followed by a noise input, a bias and LeakyReLU(0.2); a modulated 1 x 1 "toRGB" per block, summed over the blocks
+  through upsampled skips. Channels: 512 / resolution within [8, 64].
 - Per-layer latents w = LeakyReLU_0.2(N(0, I)) (the mapping network is bypassed), styles s = A w + 1 with a random
-  affine A per layer. Modulation: x * s per input channel; demodulation: each output channel divided by
-  sqrt(sum_i,k (W s_i)^2 + 1e-8) -- the per-sample weights of StyleGAN2, applied to activations so that a whole
-  group of images shares one ordinary convolution.
-- Weights per variant: "oriented" -- each 3 x 3 kernel W[o, i] is a N(0, 1) multiple of one filter from a random
-  subset (5..40 per layer) of a bank of 40 oriented filters (8 step edges, 8 lines, 4 sparse patterns, and their
-  negatives); "default_init" -- N(0, 1) weights; "sparse" -- N(0, 1) weights kept with probability U(0.05, 0.25)
-  per layer. (The paper's N(0, 1) factor "per output channel" would be undone by demodulation up to its sign, so
-  the factor is drawn per (output, input) pair.)
+  affine A per layer; modulation: x * s per input channel, applied to activations so that a whole group of images
+  shares one ordinary convolution.
+- "oriented" (StyleGAN-Oriented, the paper's best): each 3 x 3 kernel W[o, i] is one filter from a random subset
+  (5..40 per layer) of a bank of 40 oriented filters (8 step edges, 8 lines, 4 sparse patterns, and their
+  negatives), each output channel scaled by N(0, 1). Each convolution's output is standardised per channel (unit
+  RMS, as StyleGAN's AdaIN) before that scale, so the scale survives and the edge and line filters' high-pass
+  output is not lost in the coarser layers' smooth signal; padding replicates the border. Each block's toRGB output
+  is brought to unit RMS and weighted level_falloff^-(blocks above it) (1.5): every scale shows, and the spectrum
+  slope is ~2.5 like natural images' (the StyleGAN2 demodulation and plain skip sum used before gave soft colour
+  clouds, slope ~3.3, hardly different from "default_init").
+- "default_init" and "sparse" keep StyleGAN2's demodulation (each output channel divided by
+  sqrt(sum_i,k (W s_i)^2 + 1e-8)), LeakyReLU x sqrt(2), reflect padding and the plain skip sum: "default_init" --
+  N(0, 1) weights; "sparse" -- N(0, 1) weights kept with probability U(0.05, 0.25) per layer. Both look like soft
+  colour clouds (slope ~3.5-4).
 - Noise inputs: pink noise, amplitude 1/f^a with a ~ U(0.5, 1.5), times a Laplacian envelope
   exp(-(|x - cx| + |y - cy|) / w) around a random centre (separable), strength U(0, 0.3) per layer (times a
   per-channel N(0, 1) gain of the network). The "oriented" variant uses one noise map shared across scales (each
@@ -25,8 +31,8 @@ paper's description (no code from the StyleGAN repositories):
   deviation (natural-image std x exp(N(0, 0.3^2))), and clipped to [0, 1].
 - The network is re-sampled every `images_per_network` (400) images: image i uses network i // 400, a pure function
   of (network_seed, i // 400, variant, size). The stream seed varies the latents, noise and colours, not the
-  networks; pass another `network_seed` for another set of networks. `image_params(seed, i)` (used by
-  `generate`) adds the network number to the image's parameters as params["network"]; parameters from
+  networks; pass another `network_seed` for another set of networks. `params_at(rng, i)` (used by `generate` and
+  by `mix`) adds the network number to the image's parameters as params["network"]; parameters from
   `sample_params` alone render with network 0.
 
 On CPU each image is rendered on its own (bit-identical whatever the batch: oneDNN picks convolution kernels by
@@ -93,6 +99,7 @@ class _Layer:
     bias: torch.Tensor  # [Cout]
     noise_gain: torch.Tensor | None  # [Cout] (None for toRGB)
     resolution: int
+    channel_scale: torch.Tensor | None = None  # [Cout]: "oriented" convolutions, applied after standardising
 
 
 @dataclass
@@ -137,9 +144,13 @@ class StyleGANRandom(Generator):
         network_seed: seeds the sequence of networks (network n = f(network_seed, n)).
         channel_base: channels at resolution r are channel_base / r, within [min_channels, max_channels].
         noise_strength: range of the per-layer noise strength.
+        level_falloff: "oriented" only: each resolution's RGB contribution is this many times weaker than the next
+            finer one's (1.5: a spectrum slope near natural images'; larger: finer, more uniform texture; 1: every
+            scale at the same strength, coarser look).
     """
 
     family = "stylegan_random"
+    version = "2"  # 2: "oriented" standardises its convolutions and weights its resolutions (was soft clouds)
     variants = ("oriented", "default_init", "sparse")
 
     def __init__(
@@ -152,6 +163,7 @@ class StyleGANRandom(Generator):
         min_channels: int = 8,
         max_channels: int = 64,
         noise_strength: tuple[float, float] = (0.0, 0.3),
+        level_falloff: float = 1.5,
     ) -> None:
         super().__init__(variant, size)
         if images_per_network < 1:
@@ -161,11 +173,16 @@ class StyleGANRandom(Generator):
                              f"{min_channels}, {max_channels}, {channel_base}")
         if not 0.0 <= noise_strength[0] <= noise_strength[1]:
             raise ValueError(f"noise_strength must be a range of non-negative numbers, got {noise_strength}")
+        if not level_falloff > 0:
+            raise ValueError(f"level_falloff must be > 0 (1.5: a natural-image spectrum slope), got {level_falloff}")
         self.images_per_network = int(images_per_network)
         self.network_seed = int(network_seed)
         self.channel_base = int(channel_base)
         self.min_channels, self.max_channels = int(min_channels), int(max_channels)
         self.noise_strength = (float(noise_strength[0]), float(noise_strength[1]))
+        self.level_falloff = float(level_falloff)
+        # "oriented": each convolution's output standardised per channel (below); the others: StyleGAN2 demodulation
+        self.standardise = self.variant == "oriented"
         # start at r0 in [4, 8) so that r0 * 2^n == size when possible; otherwise render 4 * 2^n >= size and resize
         n = max(0, int(math.floor(math.log2(size / 4.0))))
         r0 = size / 2**n
@@ -187,6 +204,7 @@ class StyleGANRandom(Generator):
             "min_channels": self.min_channels,
             "max_channels": self.max_channels,
             "noise_strength": list(self.noise_strength),
+            "level_falloff": self.level_falloff,
         }
 
     def channels(self, res: int) -> int:
@@ -220,8 +238,7 @@ class StyleGANRandom(Generator):
             bank = _BANK
             subset = torch.randperm(len(bank), generator=rng)[: int(torch.randint(5, 41, (1,), generator=rng))]
             pick = subset[torch.randint(len(subset), (c_out * c_in,), generator=rng)]
-            scale = torch.randn(c_out * c_in, 1, 1, generator=rng)
-            return (bank[pick] * scale).view(c_out, c_in, 3, 3)
+            return bank[pick].view(c_out, c_in, 3, 3)  # the N(0, 1) scale per output channel: _Layer.channel_scale
         weight = torch.randn(c_out, c_in, 3, 3, generator=rng)
         if self.variant == "sparse":
             density = 0.05 + 0.2 * float(torch.rand(1, generator=rng))
@@ -233,6 +250,7 @@ class StyleGANRandom(Generator):
         affine = torch.randn(c_in, _LATENT_DIM, generator=rng) / math.sqrt(_LATENT_DIM)
         bias = torch.rand(c_out, generator=rng) * 0.4 - 0.2
         gain = torch.randn(c_out, generator=rng) if noise else None
+        scale = torch.randn(c_out, generator=rng) if noise and self.standardise else None
         return _Layer(
             weight=weight.to(device),
             weight_sq=weight.square().sum((2, 3)).to(device),
@@ -240,6 +258,7 @@ class StyleGANRandom(Generator):
             bias=bias.to(device),
             noise_gain=None if gain is None else gain.to(device),
             resolution=res,
+            channel_scale=None if scale is None else scale.to(device),
         )
 
     def _build_network(self, rng: torch.Generator, device: torch.device) -> _Network:
@@ -284,21 +303,9 @@ class StyleGANRandom(Generator):
         params["colour_std"] = torch.tensor(_NATURAL_STD) * torch.exp(0.3 * z[3:])
         return params
 
-    def image_params(self, seed: int, index: int) -> dict[str, torch.Tensor]:
-        """sample_params of image `index` of stream `seed`, plus "network" [] (int64): index // images_per_network."""
-        params = self.sample_params(image_rng(seed, index, self.salt))
-        params["network"] = torch.tensor(self.network_of(index))
-        return params
-
-    def generate_with_labels(
-        self, indices: Sequence[int], seed: int, device: str | torch.device = "cpu"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As Generator.generate_with_labels, with each image's network taken from its index (no labels: -1)."""
-        params = [self.image_params(seed, int(i)) for i in indices]
-        labels = torch.full((len(params),), -1, dtype=torch.long)
-        if not params:
-            return torch.empty(0, 3, self.size, self.size, device=device), labels
-        return self.render(params, torch.device(device)), labels
+    def params_at(self, rng: torch.Generator, index: int) -> dict[str, torch.Tensor]:
+        """sample_params(rng) of image `index`, plus "network" [] (int64): index // images_per_network."""
+        return {**self.sample_params(rng), "network": torch.tensor(self.network_of(index))}
 
     # ---------------------------------------------------------------- rendering
     def render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device) -> torch.Tensor:
@@ -349,12 +356,14 @@ class StyleGANRandom(Generator):
         return maps
 
     def _modulated(
-        self, x: torch.Tensor, layer: _Layer, w: torch.Tensor, demodulate: bool, input_gain: float = 1.0
+        self, x: torch.Tensor, layer: _Layer, w: torch.Tensor, demodulate: bool, input_gain: float = 1.0,
+        bias: bool = True,
     ) -> torch.Tensor:
         """Modulated convolution of x [B, Cin, H, W] with styles s = A w + 1 from latents w [B, D]: per-sample
         weights W[o, i] s_i (demodulated: divided by sqrt(sum_i,k (W[o, i, k] s_i)^2 + 1e-8)), times
         `input_gain` (the previous activation's gain, folded in here), one grouped convolution for the batch (a
-        plain one for one image), reflect padding, plus the layer's bias.
+        plain one for one image), reflect padding ("oriented": replicate, which adds no edges at the border to
+        its line filters), plus the layer's bias if `bias`.
         """
         b, c_in = x.shape[:2]
         styles = (w @ layer.affine.t()).add_(1.0)  # [B, Cin]
@@ -365,11 +374,11 @@ class StyleGANRandom(Generator):
             weight = weight * d.view(b, -1, 1, 1, 1)
         k = weight.shape[-1]
         if k > 1:
-            x = F.pad(x, (k // 2,) * 4, mode="reflect")
+            x = F.pad(x, (k // 2,) * 4, mode="replicate" if self.standardise else "reflect")
         y = F.conv2d(
             x.reshape(1, b * c_in, *x.shape[2:]),
             weight.reshape(-1, c_in, k, k),
-            bias=layer.bias.repeat(b),
+            bias=layer.bias.repeat(b) if bias else None,
             groups=b,
         )
         return y.view(b, -1, *y.shape[2:])
@@ -387,13 +396,20 @@ class StyleGANRandom(Generator):
                 x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
             for j in range(1 if k == 0 else 2):
                 layer = net.convs[li]
-                # LeakyReLU's gain sqrt(2) is applied by the next layer, inside its (linear) convolution
-                x = self._modulated(x, layer, latents[:, li], demodulate=True, input_gain=1.0 if li == 0 else _GAIN)
+                if self.standardise:  # each channel to unit RMS, then its N(0, 1) scale and its bias
+                    x = self._modulated(x, layer, latents[:, li], demodulate=False, bias=False)
+                    x = _unit_rms(x, (2, 3)).mul_(layer.channel_scale.view(1, -1, 1, 1))
+                    x = x.add_(layer.bias.view(1, -1, 1, 1))
+                else:  # LeakyReLU's gain sqrt(2) is applied by the next layer, inside its (linear) convolution
+                    gain_in = 1.0 if li == 0 else _GAIN
+                    x = self._modulated(x, layer, latents[:, li], demodulate=True, input_gain=gain_in)
                 gain = strength[:, li].view(b, 1) * layer.noise_gain.view(1, -1)  # [B, Cout]
                 x = F.leaky_relu_(x.add_(noise[res][:, j : j + 1] * gain.view(b, -1, 1, 1)), 0.2)
                 li += 1
             to_rgb = net.to_rgb[k]
             y = self._modulated(x, to_rgb, latents[:, self.n_convs + k], demodulate=False, input_gain=_GAIN)
+            if self.standardise:  # unit RMS per resolution, coarser ones weaker: fine detail is not drowned
+                y = _unit_rms(y, (1, 2, 3)).mul_(self.level_falloff ** (k + 1 - len(self.resolutions)))
             rgb = y if rgb is None else y.add_(F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False))
         if self.render_size != self.size:
             rgb = F.interpolate(rgb, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
@@ -402,6 +418,11 @@ class StyleGANRandom(Generator):
         target_mean = torch.stack([p["colour_mean"] for p in params]).to(device).view(b, 3, 1, 1)
         target_std = torch.stack([p["colour_std"] for p in params]).to(device).view(b, 3, 1, 1)
         return ((rgb - mean) / std * target_std + target_mean).clamp_(0.0, 1.0)
+
+
+def _unit_rms(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """x divided by its root mean square over `dims` (per image)."""
+    return x / x.square().mean(dims, keepdim=True).sqrt_().clamp_min_(1e-8)
 
 
 _BANK = filter_bank()
