@@ -79,6 +79,7 @@ _R_RANGE = (0.4, 0.8)
 _R_GRID = torch.linspace(*_R_RANGE, 41, dtype=torch.float64)  # shapes r of the generalised-Laplacian table
 _LOGIT_MAX, _LOGIT_STEPS = 16.0, 1601  # logit(u) axis of that table
 _LOGIT_STEP = 2 * _LOGIT_MAX / (_LOGIT_STEPS - 1)
+_NORMAL_MAX, _NORMAL_STEPS = 8.0, 4097  # z axis of the table that maps Gaussian values
 
 
 # ---------------------------------------------------------------------------------------------- spectrum
@@ -190,28 +191,56 @@ def level_scale(level: int) -> float:
     return 4.0 ** (2.0**level) / 255.0
 
 
-@lru_cache(maxsize=8)
-def _gl_table(levels: int, device: torch.device) -> torch.Tensor:
-    """Truncated generalised-Laplacian quantiles, Tensor[levels, len(_R_GRID), _LOGIT_STEPS] on `device`.
+def _truncated_gl_quantiles(levels: int, spread: torch.Tensor) -> torch.Tensor:
+    """Quantiles of the truncated generalised Laplacians p(x) ~ exp(-|x / s_j|^r), |x| <= _BAND_LIMIT, s_j =
+    `level_scale(j)`, r on _R_GRID, at the CDF levels u >= 1/2 given as spread = 2u - 1 Tensor[L] (float64,
+    increasing from 0): Tensor[levels, len(_R_GRID), 2L - 1], odd, for the levels 1 - u then u.
 
-    Entry [j, i, k]: the quantile of p(x) ~ exp(-|x / s_j|^r), |x| <= _BAND_LIMIT, s_j = `level_scale(j)`,
-    r = _R_GRID[i], at CDF level u = sigmoid(l_k), l_k on linspace(-_LOGIT_MAX, _LOGIT_MAX) (a logit axis resolves
-    the heavy tails). |x / s|^r ~ Gamma(1/r), truncated: for u > 1/2, P(1/r, |x/s|^r) = (2u - 1) P(1/r, (limit/s)^r),
-    solved by bisection in float64; the table is odd in l. Built on CPU, so every device gets the same numbers.
+    |x / s|^r ~ Gamma(1/r), truncated: P(1/r, |x/s|^r) = (2u - 1) P(1/r, (limit/s)^r), solved by bisection in
+    float64. Built on CPU, so every device gets the same numbers.
     """
-    logit = torch.linspace(0.0, _LOGIT_MAX, (_LOGIT_STEPS + 1) // 2, dtype=torch.float64)
     scale = torch.tensor([level_scale(j) for j in range(levels)], dtype=torch.float64).view(-1, 1, 1)
     a = (1.0 / _R_GRID).view(1, -1, 1)
     mass = torch.special.gammainc(a, (_BAND_LIMIT / scale) ** (1.0 / a))  # P(|x| <= limit) untruncated
-    q = torch.tanh(0.5 * logit).view(1, 1, -1) * mass  # [levels, R, L]
+    q = spread.view(1, 1, -1) * mass  # [levels, R, L]
     lo, hi = torch.zeros_like(q), torch.full_like(q, _BAND_LIMIT)
     for _ in range(48):  # limit / 2^48 < 1e-14
         mid = 0.5 * (lo + hi)
         below = torch.special.gammainc(a, (mid / scale) ** (1.0 / a)) < q
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     half = 0.5 * (lo + hi)
-    table = torch.cat([-half.flip(-1)[..., :-1], half], dim=-1)
-    return table.float().to(device)
+    return torch.cat([-half.flip(-1)[..., :-1], half], dim=-1)
+
+
+@lru_cache(maxsize=8)
+def _gl_table(levels: int, device: torch.device) -> torch.Tensor:
+    """The quantiles on a logit axis (which resolves the heavy tails), Tensor[levels, len(_R_GRID), _LOGIT_STEPS]:
+    entry [j, i, k] at CDF level u = sigmoid(l_k), l_k on linspace(-_LOGIT_MAX, _LOGIT_MAX)."""
+    logit = torch.linspace(0.0, _LOGIT_MAX, (_LOGIT_STEPS + 1) // 2, dtype=torch.float64)
+    return _truncated_gl_quantiles(levels, torch.tanh(0.5 * logit)).float().to(device)
+
+
+@lru_cache(maxsize=8)
+def _gl_normal_table(levels: int, device: torch.device) -> torch.Tensor:
+    """The quantiles at the CDF levels of standard normal values, Tensor[levels * len(_R_GRID), _NORMAL_STEPS]:
+    entry k at u = Phi(z_k), z_k on linspace(-_NORMAL_MAX, _NORMAL_MAX). Maps Gaussian bands in one lookup."""
+    z = torch.linspace(0.0, _NORMAL_MAX, (_NORMAL_STEPS + 1) // 2, dtype=torch.float64)
+    table = _truncated_gl_quantiles(levels, torch.special.erf(z / math.sqrt(2.0)))
+    return table.float().view(-1, _NORMAL_STEPS).to(device)
+
+
+def gl_from_normal(x: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """Map rows of Gaussian values x Tensor[M, N] (zero mean) to the generalised Laplacians of the table rows
+    `row` Tensor[M, 1] (from `gl_row`): y = Q(Phi(x / std(x))), the nearest entry of a table with z steps of
+    1/256. For bands of random-phase noise (Gaussian) this is histogram matching without the histogram."""
+    table = _gl_normal_table(_table_levels(), x.device).view(-1)
+    std = torch.linalg.vector_norm(x, dim=1, keepdim=True).div_(math.sqrt(x.shape[1]))
+    step = (_NORMAL_STEPS - 1) / (2.0 * _NORMAL_MAX)
+    pos = x * std.clamp_min_(1e-30).reciprocal_().mul_(step)
+    pos = pos.add_(_NORMAL_MAX * step + 0.5).clamp_(0.0, _NORMAL_STEPS - 1)
+    offset = row.div(_LOGIT_STEPS, rounding_mode="floor").mul_(_NORMAL_STEPS).to(torch.int32)
+    index = pos.to(torch.int32).add_(offset)  # (int32 + index_select: 2-3x faster than int64 + take on CPU)
+    return table.index_select(0, index.view(-1)).view(x.shape)
 
 
 @lru_cache(maxsize=8)
@@ -495,16 +524,18 @@ class Statistical(Generator):
                 spec = spec.mul_(amplitude * std / spec.abs().clamp_min_(1e-20))
                 spec[..., 0, 0] = mean[..., 0, 0] * (size * size)
             if self.wmm:
-                spec = self._wmm(spec, rows, device)
+                spec = self._wmm(spec, rows, device, gaussian=it == 0)
             x = torch.fft.irfft2(spec, s=(size, size))
             if self.colour:
                 x = match_marginals(x.view(b * 3, -1), lambda u: interpolate_table(quantiles, u * _QUANTILES), centre)
                 x = x.view(b, 3, size, size)
         return x
 
-    def _wmm(self, spec: torch.Tensor, rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    def _wmm(self, spec: torch.Tensor, rows: list[torch.Tensor], device: torch.device, gaussian: bool) -> torch.Tensor:
         """Match every pyramid band of the channels with spectrum `spec` [B, 3, S, S//2+1] to its generalised
-        Laplacian (table rows `rows`, one Tensor[B * 3 * n_j, 1] per level); returns the re-assembled spectrum."""
+        Laplacian (table rows `rows`, one Tensor[B * 3 * n_j, 1] per level); returns the re-assembled spectrum.
+        `gaussian`: the bands are Gaussian (first pass: random-phase noise), so a direct lookup replaces the
+        histogram matching."""
         size, k = self.size, self.orientations
         levels, residual = _pyramid(size, k, device)
         phase = _band_phase(k)
@@ -512,24 +543,33 @@ class Statistical(Generator):
         for j, (grid, index, amps) in enumerate(levels):
             half = grid // 2 + 1
             sub = spec[..., :half].index_select(-2, index) if grid < size else spec
-            filt = sub.unsqueeze(2) * amps  # [B, 3, n_j, g, g/2+1]
-            first = 1 if j == 0 else 0  # level 0's high-pass band has no phase factor
-            if phase != 1:
-                filt[:, :, first:] *= phase
+            first = 1 if j == 0 else 0  # level 0's high-pass band (first) has no phase factor
+            filt = torch.empty(sub.shape[:2] + amps.shape, dtype=sub.dtype, device=device)
+            torch.mul((sub * phase if phase != 1 else sub).unsqueeze(2), amps[first:], out=filt[:, :, first:])
+            if first:
+                torch.mul(sub.unsqueeze(2), amps[:1], out=filt[:, :, :1])
             bands = torch.fft.irfft2(filt, s=(grid, grid))
             flat = bands.view(-1, grid * grid)
-            if self.fixed_bands:
-                flat = match_marginals(flat, lambda u: gl_quantile(u, rows[j]))
-            else:  # each band keeps its own deviation: the table row rescaled to the band's std
+            gain = None
+            if not self.fixed_bands:  # each band keeps its own deviation: the table row rescaled to it
                 std = torch.linalg.vector_norm(flat, dim=1, keepdim=True).div_(grid)
                 gain = std / _gl_std(_table_levels(), device).index_select(0, rows[j].view(-1) // _LOGIT_STEPS)
-                flat = match_marginals(flat, lambda u: gl_quantile(u, rows[j]).mul_(gain))
-            back = torch.fft.rfft2(flat.view(bands.shape)) * amps  # synthesis
-            if phase != 1:
-                back[:, :, first:] *= phase.conjugate()
-            back = back.sum(2)
-            if grid < size:
-                out[..., :half].index_add_(-2, index, back)
+            if gaussian:
+                flat = gl_from_normal(flat, rows[j])
+                if gain is not None:
+                    flat = flat.mul_(gain)
+            elif gain is None:
+                flat = match_marginals(flat, lambda u: gl_quantile(u, rows[j]))
             else:
-                out += back
+                flat = match_marginals(flat, lambda u: gl_quantile(u, rows[j]).mul_(gain))
+            back = torch.fft.rfft2(flat.view(bands.shape)).mul_(amps)  # synthesis (amplitudes)
+            total = back[:, :, first:].sum(2)
+            if phase != 1:
+                total = total.mul_(phase.conjugate())
+            if first:
+                total = total.add_(back[:, :, 0])
+            if grid < size:
+                out[..., :half].index_add_(-2, index, total)
+            else:
+                out += total
         return out
