@@ -249,7 +249,7 @@ def _gl_std(levels: int, device: torch.device) -> torch.Tensor:
     Gamma(1/r) truncated at g = (limit/s)^r, E x^2 = s^2 G(3/r) P(3/r, g) / (G(1/r) P(1/r, g))."""
     scale = torch.tensor([level_scale(j) for j in range(levels)], dtype=torch.float64).view(-1, 1)
     a = (1.0 / _R_GRID).view(1, -1)
-    g = (_BAND_LIMIT / scale) ** a
+    g = (_BAND_LIMIT / scale) ** (1.0 / a)
     log_ratio = torch.lgamma(3.0 * a) - torch.lgamma(a)
     var = scale**2 * torch.exp(log_ratio) * torch.special.gammainc(3.0 * a, g) / torch.special.gammainc(a, g)
     return var.sqrt().float().view(-1, 1).to(device)
