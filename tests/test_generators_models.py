@@ -11,7 +11,7 @@ import torch
 
 from synthsight.generators import create_generator
 from synthsight.generators.base import image_rng
-from synthsight.generators.programs import Programs
+from synthsight.generators.programs import Programs, _Draw, _grid, _warp
 from synthsight.generators.stylegan_random import StyleGANRandom, filter_bank
 
 CPU = torch.device("cpu")
@@ -132,3 +132,48 @@ def test_programs_are_lively() -> None:
     """No program renders a flat image: per-image colour spread at 32 px."""
     images = Programs(size=32).generate(range(64), seed=0)
     assert images.flatten(2).std(2).mean(1).min() > 0.02
+
+
+def test_no_seam_along_the_half_image_line() -> None:
+    """Programs whose first warp is polar, with the origin at the image centre: a plain atan2 angle jumps by 2 pi
+    across the ray x < 0, which drew a seam along the middle row's left half. Over a seeded sample, the mean jump
+    across that row boundary (left half) stays within 3x the median jump across the neighbouring row boundaries."""
+    size, m = 64, 31  # boundary m lies between rows 31 and 32, at y = 0
+    x, y = _grid(size, CPU)
+    t = torch.tensor([0.0, 3.0, 7.0]).view(3, 1, 1)
+    ratios, seed = [], 0
+    while len(ratios) < 24:
+        program = _Draw(seed).program()
+        seed += 1
+        if not program.warps or program.warps[0].op != "polar":
+            continue
+        img = program.evaluate(x.expand(3, -1, -1), y.expand(3, -1, -1), t)
+        jump = (img[:, :, 1:, : size // 2] - img[:, :, :-1, : size // 2]).abs().mean(dim=(1, 3))  # [3, S-1]
+        around = torch.cat([jump[:, m - 4 : m], jump[:, m + 1 : m + 5]], 1).median(1).values
+        ratios.append((jump[:, m] / (around + 1e-3)).max())
+    assert torch.stack(ratios).max() < 3.0, torch.stack(ratios)
+
+
+def test_every_warp_is_continuous_away_from_the_origin() -> None:
+    """No coordinate warp cuts the plane: on a fine grid over [-1.5, 1.5]^2, neighbouring pixels' warped
+    coordinates differ by at most 60 grid steps (a cut jumps by ~2, over 300 steps), except next to the origin,
+    where angles are undefined. Catches a plain atan2 angle (polar) and fract tiling (repeat)."""
+    n = 384
+    h = 3.0 / n
+    c = (torch.arange(n, dtype=torch.float32) + 0.5) * h - 1.5
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    env = {"x": x.unsqueeze(0), "y": y.unsqueeze(0), "t": torch.full((1, 1, 1), 2.0)}
+    far = (x * x + y * y).sqrt() > 0.15
+    seen: dict[str, int] = {}
+    seed = 0
+    while len(seen) < 9 or min(seen.values()) < 3:  # three random instances of each of the nine warps
+        node = _Draw(seed).warp()
+        seed += 1
+        if seen.get(node.op, 0) >= 3:
+            continue
+        seen[node.op] = seen.get(node.op, 0) + 1
+        out = _warp(node, env)
+        for v in (out["x"][0], out["y"][0]):
+            dx = (v[:, 1:] - v[:, :-1]).abs()[far[:, 1:] & far[:, :-1]]
+            dy = (v[1:] - v[:-1]).abs()[far[1:] & far[:-1]]
+            assert max(dx.max(), dy.max()) < 60 * h, (node.op, node.k)
