@@ -1,4 +1,4 @@
-"""Family-specific tests of the statistical, stylegan_random and programs generators.
+"""Family-specific tests of the stylegan_random and programs generators (statistical: test_statistical.py).
 
 (The contract tests in test_generators.py cover shape, range, determinism and batch independence of every
 variant.) Images stay small (32-64 px) so the file runs in seconds on a 2-core CPU.
@@ -6,142 +6,15 @@ variant.) Images stay small (32-64 px) so the file runs in seconds on a 2-core C
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from synthsight.generators import create_generator
 from synthsight.generators.base import image_rng
-from synthsight.generators.programs import Programs
-from synthsight.generators.spectrum import Spectrum
-from synthsight.generators.statistical import (
-    Statistical,
-    _pyramid,
-    amplitude_spectrum,
-    gl_quantile,
-    match_marginals,
-    shape_index,
-)
+from synthsight.generators.programs import Programs, _Draw, _grid, _warp
 from synthsight.generators.stylegan_random import StyleGANRandom, filter_bank
 
 CPU = torch.device("cpu")
-
-
-def kurtosis(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    x = x - x.mean(dim, keepdim=True)
-    return (x**4).mean(dim) / (x**2).mean(dim) ** 2
-
-
-# ------------------------------------------------------------------ statistical
-def test_amplitude_matches_spectrum_family() -> None:
-    """The statistical family's amplitude law is the spectrum family's: same field from the same phases."""
-    spec = Spectrum("gray", 32)
-    p = spec.sample_params(image_rng(0, 3, spec.salt))
-    amp = amplitude_spectrum(p["slope"].view(1), p["anisotropy"].view(1), 32, CPU)[0, 0]
-    field = torch.fft.irfft2(torch.polar(amp, p["phase"]), s=(32, 32))
-    assert torch.allclose(field, spec.noise_field([p], CPU)[0], atol=1e-6, rtol=1e-4)
-
-
-def test_pyramid_windows_sum_to_one() -> None:
-    """Unmodified bands plus the residual give the image back exactly (analysis-only pyramid)."""
-    size = 64
-    levels, residual = _pyramid(size, 4, CPU)
-    total = residual.clone()
-    for grid, rows, windows in levels:
-        total[rows.view(-1, 1), torch.arange(grid // 2 + 1).view(1, -1)] += windows.sum(0)
-    assert torch.allclose(total, torch.ones_like(total), atol=1e-5)
-    assert [g for g, _, _ in levels] == [64, 32, 16, 8]
-
-
-@pytest.mark.parametrize("r", [0.4, 0.5, 0.8])
-def test_generalised_laplacian_quantiles(r: float) -> None:
-    """Quantiles at evenly spaced levels reproduce the unit variance and kurtosis G(5/r)G(1/r)/G(3/r)^2."""
-    n = 200_000
-    u = ((torch.arange(n, dtype=torch.float32) + 0.5) / n).view(1, -1)
-    x = gl_quantile(u, shape_index(torch.tensor([[r]])), torch.ones(1, 1))[0].double()
-    expected = math.exp(math.lgamma(5 / r) + math.lgamma(1 / r) - 2 * math.lgamma(3 / r))
-    assert abs(x.std().item() - 1.0) < 0.03
-    assert abs(kurtosis(x).item() / expected - 1.0) < 0.15
-    assert torch.all(x[1:] >= x[:-1])  # monotone
-
-
-def test_match_marginals_hits_the_target() -> None:
-    x = torch.randn(3, 4096) * torch.tensor([[1.0], [5.0], [0.1]]) + 2.0
-    target = torch.sort(torch.rand(3, 4096) ** 2, dim=1).values  # skewed targets
-    table = torch.cat([target[:, :1], target[:, 255::256]], dim=1)  # quantiles at k / 16
-
-    def quantile(u: torch.Tensor) -> torch.Tensor:
-        pos = u * 16
-        i = pos.floor().clamp(0, 15).long()
-        a, b = torch.gather(table, 1, i), torch.gather(table, 1, i + 1)
-        return a + (pos - i) * (b - a)
-
-    y = match_marginals(x, quantile, centre=torch.full((3, 1), 2.0))
-    assert (torch.argsort(y, 1) == torch.argsort(x, 1)).float().mean() > 0.99  # order kept
-    got = torch.sort(y, dim=1).values
-    assert (got - target).abs().max() < 0.03
-
-
-def test_colour_histograms_hit_their_targets() -> None:
-    """Each RGB channel of a spectrum_color(_wmm) image has the colour model's quantiles."""
-    for variant in ("spectrum_color", "spectrum_color_wmm"):
-        gen = Statistical(variant, 64)
-        for i in range(4):
-            params = gen.sample_params(image_rng(0, i, gen.salt))
-            image = gen.render([params], CPU)[0].view(3, -1)
-            got = torch.sort(image, dim=1).values
-            levels = torch.linspace(0, 1, 257)
-            pos = (levels * (got.shape[1] - 1)).round().long()
-            assert (got[:, pos] - params["quantiles"]).abs().max() < 0.03, (variant, i)
-
-
-def test_colour_model_parameters() -> None:
-    gen = Statistical("spectrum_color", 32)
-    p = gen.sample_params(image_rng(0, 0, gen.salt))
-    # mixing x unmixing = identity on the colour space (the PCA basis is orthonormal)
-    assert torch.allclose(p["unmixing"] @ p["mixing"], torch.eye(3), atol=1e-3)
-    q = p["quantiles"]
-    assert q.shape == (3, 257) and (q[:, 1:] >= q[:, :-1]).all() and q.min() >= 0 and q.max() <= 1
-
-
-def test_wmm_bands_are_heavier_tailed_than_the_spectrum() -> None:
-    """The WMM turns the Gaussian pyramid bands of random-phase noise into generalised-Laplacian ones."""
-    gen = Statistical("spectrum_color_wmm", 64)
-    params = [gen.sample_params(image_rng(0, i, gen.salt)) for i in range(4)]
-    amp = amplitude_spectrum(torch.full((4,), 1.0), torch.zeros(4), 64, CPU)
-    phase = torch.stack([p["phase"] for p in params])
-    spec = torch.polar(amp.expand_as(phase).contiguous(), phase)
-    shapes = shape_index(torch.stack([p["wmm_shape"] for p in params])).permute(2, 0, 1, 3).reshape(gen.levels, -1, 1)
-    out = gen._wmm(spec, shapes, CPU)
-    grid, _, windows = _pyramid(64, 4, CPU)[0][0]
-
-    def band_kurtosis(x: torch.Tensor) -> torch.Tensor:
-        bands = torch.fft.irfft2(torch.fft.rfft2(x).unsqueeze(2) * windows, s=(grid, grid))
-        return kurtosis(bands.flatten(3))
-
-    before = band_kurtosis(torch.fft.irfft2(spec, s=(64, 64)))
-    after = band_kurtosis(out)
-    assert before.median() < 3.5  # Gaussian bands: 3
-    assert after.median() > 4.5 and (after > before + 1.0).float().mean() > 0.9
-
-
-def test_wmm_images_have_sparser_gradients() -> None:
-    """End to end, with the same spectra and colours: WMM images have heavier-tailed derivatives."""
-
-    def gradient_kurtosis(variant: str) -> float:
-        grey = Statistical(variant, 64).generate(range(16), seed=0).mean(1)
-        dx, dy = grey[:, :, 1:] - grey[:, :, :-1], grey[:, 1:] - grey[:, :-1]
-        return kurtosis(torch.cat([dx.flatten(1), dy.flatten(1)], 1)).median().item()
-
-    assert gradient_kurtosis("spectrum_color_wmm") > 1.1 * gradient_kurtosis("spectrum_color")
-
-
-def test_statistical_rejects_bad_options() -> None:
-    with pytest.raises(ValueError):
-        Statistical("spectrum_color_wmm", 32, shape=(0.2, 0.8))
-    with pytest.raises(ValueError):
-        Statistical("spectrum_color", 32, iterations=0)
 
 
 # ------------------------------------------------------------------ stylegan_random
@@ -291,3 +164,48 @@ def test_programs_are_lively() -> None:
     """No program renders a flat image: per-image colour spread at 32 px."""
     images = Programs(size=32).generate(range(64), seed=0)
     assert images.flatten(2).std(2).mean(1).min() > 0.02
+
+
+def test_no_seam_along_the_half_image_line() -> None:
+    """Programs whose first warp is polar, with the origin at the image centre: a plain atan2 angle jumps by 2 pi
+    across the ray x < 0, which drew a seam along the middle row's left half. Over a seeded sample, the mean jump
+    across that row boundary (left half) stays within 3x the median jump across the neighbouring row boundaries."""
+    size, m = 64, 31  # boundary m lies between rows 31 and 32, at y = 0
+    x, y = _grid(size, CPU)
+    t = torch.tensor([0.0, 3.0, 7.0]).view(3, 1, 1)
+    ratios, seed = [], 0
+    while len(ratios) < 24:
+        program = _Draw(seed).program()
+        seed += 1
+        if not program.warps or program.warps[0].op != "polar":
+            continue
+        img = program.evaluate(x.expand(3, -1, -1), y.expand(3, -1, -1), t)
+        jump = (img[:, :, 1:, : size // 2] - img[:, :, :-1, : size // 2]).abs().mean(dim=(1, 3))  # [3, S-1]
+        around = torch.cat([jump[:, m - 4 : m], jump[:, m + 1 : m + 5]], 1).median(1).values
+        ratios.append((jump[:, m] / (around + 1e-3)).max())
+    assert torch.stack(ratios).max() < 3.0, torch.stack(ratios)
+
+
+def test_every_warp_is_continuous_away_from_the_origin() -> None:
+    """No coordinate warp cuts the plane: on a fine grid over [-1.5, 1.5]^2, neighbouring pixels' warped
+    coordinates differ by at most 60 grid steps (a cut jumps by ~2, over 300 steps), except next to the origin,
+    where angles are undefined. Catches a plain atan2 angle (polar) and fract tiling (repeat)."""
+    n = 384
+    h = 3.0 / n
+    c = (torch.arange(n, dtype=torch.float32) + 0.5) * h - 1.5
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    env = {"x": x.unsqueeze(0), "y": y.unsqueeze(0), "t": torch.full((1, 1, 1), 2.0)}
+    far = (x * x + y * y).sqrt() > 0.15
+    seen: dict[str, int] = {}
+    seed = 0
+    while len(seen) < 9 or min(seen.values()) < 3:  # three random instances of each of the nine warps
+        node = _Draw(seed).warp()
+        seed += 1
+        if seen.get(node.op, 0) >= 3:
+            continue
+        seen[node.op] = seen.get(node.op, 0) + 1
+        out = _warp(node, env)
+        for v in (out["x"][0], out["y"][0]):
+            dx = (v[:, 1:] - v[:, :-1]).abs()[far[:, 1:] & far[:, :-1]]
+            dy = (v[1:] - v[:-1]).abs()[far[1:] & far[:-1]]
+            assert max(dx.max(), dy.max()) < 60 * h, (node.op, node.k)

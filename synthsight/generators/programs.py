@@ -7,7 +7,9 @@ programs as there are labels.
 
 A program, evaluated on the pixel grid p in [-1, 1]^2 of every image with the image's own time t ~ U(0, 10) and
 offset o ~ U(-0.5, 0.5)^2 (the instance variation):
-    p = p + o, then 0-3 coordinate warps: rotate, scale, polar, repeat (domain repetition, fract),
+    p = p + o, then 0-3 coordinate warps: rotate, scale, polar (radius, folded angle |atan2|: a plain angle
+        jumps across the ray x < 0 and drew a half-image seam), repeat (domain repetition, mirrored copies:
+        plain fract tiling cut the content along straight lines),
         mirror, kaleidoscope, swirl, wave warp, noise warp
     v = an expression tree of depth <= 3 over p and t:
         leaves: p.x, p.y, |p|, plane wave, rings, angular wave, grid, value noise (2-3 octaves),
@@ -161,10 +163,12 @@ def _warp(node: Node, env: Env) -> Env:
     elif op == "scale":
         x, y = x * k[0], y * k[1]
     elif op == "polar":
-        x, y = torch.sqrt(x * x + y * y) * k[0], torch.atan2(y, x) * (k[1] / math.pi)
-    elif op == "repeat":
-        x = torch.remainder(x * k[0] + 1.0, 2.0) - 1.0
-        y = torch.remainder(y * k[0] + 1.0, 2.0) - 1.0
+        # The angle is folded (|atan2|, a mirror line): a plain atan2 jumps by 2 pi across the ray x < 0, and
+        # no later expression is periodic in it, so it drew a seam from the origin to the image edge.
+        x, y = torch.sqrt(x * x + y * y) * k[0], torch.atan2(y, x).abs() * (k[1] / math.pi)
+    elif op == "repeat":  # mirrored copies (a triangle wave): plain fract tiling cut the content along lines
+        x = 1.0 - (torch.remainder(x * k[0] + 1.0, 4.0) - 2.0).abs()
+        y = 1.0 - (torch.remainder(y * k[0] + 1.0, 4.0) - 2.0).abs()
     elif op == "mirror":
         x, y = x.abs() - k[0], y.abs() - k[1]
     elif op == "kaleido":
@@ -249,8 +253,8 @@ def _warp_text(w: Node) -> str:
     return {
         "rotate": lambda: f"rotate(p, {_f(k[0])} {_plus(k[1], 't')})",
         "scale": lambda: f"p * ({_f(k[0])}, {_f(k[1])})",
-        "polar": lambda: f"({_f(k[0])} * length(p), {_f(k[1])} / pi * atan2(p.y, p.x))",
-        "repeat": lambda: f"repeat(p, {_f(k[0])})        # fract-tiled copies of [-1, 1]^2",
+        "polar": lambda: f"({_f(k[0])} * length(p), {_f(k[1])} / pi * abs(atan2(p.y, p.x)))   # folded: no seam",
+        "repeat": lambda: f"repeat(p, {_f(k[0])})        # mirrored copies of [-1, 1]^2",
         "mirror": lambda: f"abs(p) - ({_f(k[0])}, {_f(k[1])})",
         "kaleido": lambda: f"kaleidoscope(p, {int(k[0])} wedges)",
         "swirl": lambda: f"rotate(p, {_f(k[0])} * length(p) {_plus(k[1], 't')})",
@@ -461,6 +465,7 @@ class Programs(Generator):
     """
 
     family = "programs"
+    version = "2"  # 2: no seams: the polar warp's angle is folded, repeat makes mirrored copies
     variants = ("default",)
 
     def __init__(
