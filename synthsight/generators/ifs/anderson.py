@@ -80,7 +80,7 @@ def paint(xs: torch.Tensor, ys: torch.Tensor, p: dict[str, torch.Tensor], out: t
     """Write images out [B, 3, S, S] from the points xs, ys [T, B, K] of their (already flipped) systems and their
     stacked parameters p (see `sample`, each with a leading batch dimension, on out's device)."""
     b, size = out.shape[0], out.shape[-1]
-    counts = _patched_counts(xs, ys, p["view"], p["patch"], size)  # [B, S, S]
+    counts = patched_counts(xs, ys, p["view"], p["patch"], size)  # [B, S, S]
     peak = counts.flatten(1).amax(1).clamp_min(1.0)
     hue = torch.mul(counts, (255.0 / peak).view(b, 1, 1))  # 0..255 after truncation; the table adds h0
     unlit = counts.neg_().add_(1.0).clamp_(min=0.0)  # 1 where no point landed, else 0 (counts are integers)
@@ -95,7 +95,7 @@ def paint(xs: torch.Tensor, ys: torch.Tensor, p: dict[str, torch.Tensor], out: t
         out.index_copy_(0, rows, blur3(out.index_select(0, rows), g[rows]))
 
 
-def _patched_counts(xs: torch.Tensor, ys: torch.Tensor, view: torch.Tensor, patch: torch.Tensor,
+def patched_counts(xs: torch.Tensor, ys: torch.Tensor, view: torch.Tensor, patch: torch.Tensor,
                     size: int) -> torch.Tensor:
     """Points per pixel spread by each image's 3 x 3 patch, Tensor[B, S, S] float (integer values). x runs along
     the rows, y along the columns; the window is the zoomed, shifted min/max box, each axis stretched to S - 1."""
@@ -109,11 +109,25 @@ def _patched_counts(xs: torch.Tensor, ys: torch.Tensor, view: torch.Tensor, patc
     axes = [(scale[:, 0], shift[:, 0]), (scale[:, 1], shift[:, 1])]
     cells = grid_cells(xs, ys, rows=axes[0], cols=axes[1], grid=g)
     counts = torch.bincount(cells.view(-1), minlength=b * g * g).view(b, g, g)[:, 1:-1, 1:-1].float()
-    # a point at cell q lights q + (i - 1, j - 1) for the patch's cells (i, j): a convolution, the kernel flipped
-    kernel = patch.view(b, 1, 3, 3).flip(2, 3)
+    return spread_by_patch(counts, patch)
+
+
+def spread_by_patch(counts: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
+    """Hits per cell counts [B, S + 2, S + 2] (cells -1 .. S) spread by per-image 3 x 3 patches [B, 9] (0/1, row
+    by row): a point at cell q lights q + (i - 1, j - 1) for each patch cell (i, j) that is on. Tensor[B, S, S],
+    exact (integer counts): a grouped convolution on CPU, nine shifted sums elsewhere (a GPU convolution may
+    round, e.g. in TF32)."""
+    b = counts.shape[0]
+    kernel = patch.view(b, 1, 3, 3).flip(2, 3)  # lighting q + d from q is a convolution: the kernel flipped
     if counts.device.type == "cpu":
-        return F.conv2d(counts.unsqueeze(0), kernel, groups=b)[0]  # exact: integers, and no TF32 on CPU
-    out = torch.zeros(b, size, size, device=counts.device)  # elsewhere a convolution may round (TF32)
+        return F.conv2d(counts.unsqueeze(0), kernel, groups=b)[0]
+    return patch_sums(counts, kernel)
+
+
+def patch_sums(counts: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The grouped 3 x 3 correlation of counts [B, S + 2, S + 2] with kernel [B, 1, 3, 3], as nine shifted sums."""
+    b, size = counts.shape[0], counts.shape[-1] - 2
+    out = torch.zeros(b, size, size, device=counts.device)
     for k in range(9):
         i, j = divmod(k, 3)
         out.addcmul_(counts[:, i : i + size, j : j + size], kernel[:, 0, i, j].view(b, 1, 1))
