@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from synthsight.generators import create_generator
-from synthsight.generators import fractal_ifs as fi
+from synthsight.generators.ifs import points as fp
+from synthsight.generators.ifs import systems as fi
 from synthsight.generators.base import image_rng
 from synthsight.generators.contours import Contours
 from synthsight.generators.fractal_ifs import FractalIFS
@@ -61,11 +62,22 @@ def test_same_label_same_category_and_different_images(family: str, variant: str
             for i in idx:
                 n = int(params[i]["n_maps"])
                 assert n == system.shape[0]
-                if variant == "fractaldb":  # one parameter scaled, or all jittered by <= 5%
-                    maps = params[i]["maps"][:n]
-                    ratio = maps / system
-                    scaled = (ratio != 1).sum() <= 1
-                    assert scaled or ((ratio - 1).abs() <= 0.05 + 1e-6).all()
+                ratio = params[i]["maps"][:n] / system
+                changed = (ratio - 1).abs() > 1e-6
+                if variant == "svd":  # Anderson & Farrell: one map (all six numbers) times U(0.8, 1.1), or none
+                    rows = changed.any(1).nonzero().flatten()
+                    assert len(rows) <= 1
+                    if len(rows):
+                        factor = ratio[rows[0]]
+                        assert (0.8 - 1e-6 <= factor).all() and (factor <= 1.1 + 1e-6).all()
+                        assert torch.allclose(factor, factor[0].expand(6), atol=1e-5)
+                elif variant.startswith("fractaldb"):  # FractalDB: one parameter of every map times one factor
+                    cols = changed.any(0).nonzero().flatten()
+                    assert len(cols) <= 1
+                    if len(cols):
+                        factor = ratio[:, cols[0]]
+                        assert torch.allclose(factor, factor[0].expand(n), atol=1e-5)
+                        assert min(abs(float(factor[0]) - f) for f in fi.SCALE_FACTORS) < 1e-5
                 else:
                     assert torch.equal(params[i]["maps"][:n], system)
         else:
@@ -131,7 +143,7 @@ def test_fractaldb_systems_pass_the_filling_filter() -> None:
     labels = list(range(12))
     systems = fi.fractaldb_categories(labels, 0, 0.2)
     rng = torch.Generator().manual_seed(123)
-    maps = torch.stack([fi._padded(s) for s in systems])
+    maps = torch.stack([fi.padded(s) for s in systems])
     n = torch.tensor([s.shape[0] for s in systems])
     probs = torch.stack([fi.map_probabilities(m, int(k)) for m, k in zip(maps, n)])
     assert ((n >= 2) & (n <= 7)).all()
@@ -141,7 +153,7 @@ def test_fractaldb_systems_pass_the_filling_filter() -> None:
     # but the attractors fill ~20% or more, not just in the lucky runs that selected them
     runs = []
     for _ in range(5):
-        choices = torch.randint(0, fi.BANK, (len(labels), fi._SEARCH_STEPS), generator=rng, dtype=torch.uint8)
+        choices = torch.randint(0, fp.BANK, (len(labels), fi._SEARCH_STEPS), generator=rng, dtype=torch.uint8)
         runs.append(fi.fill_ratio(maps, probs, n, choices))
     fills = torch.stack(runs)
     assert (fills.mean(0) >= 0.16).all() and fills.median() >= 0.2, fills
@@ -169,7 +181,7 @@ def test_fractaldb_category_independent_of_search_company() -> None:
 
 def test_one_p_frac_copies_perturb_one_system() -> None:
     gen = FractalIFS("1p_frac", SIZE)
-    base = fi._one_p_base(0, 0.2)
+    base = fi.one_p_base(0, 0.2)
     copies = [gen.category(c) for c in range(20)]
     for c in copies:
         assert c.shape == base.shape
