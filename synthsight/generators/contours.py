@@ -1,0 +1,267 @@
+"""Contours: bundles of thin closed contours drawn line by line, after RCDB (Kataoka et al., CVPR 2022) and Visual
+Atoms (Takashima et al., CVPR 2023), as their reference renderers draw them.
+
+Both papers' renderers work on a 512-pixel canvas in absolute pixels. A category is one parameter set; each image
+starts from an oval of V vertices at angles theta_k = 2 pi k / V, semi-axes (r0 ox, r0 oy), around a centre, and
+draws L lines; before drawing line l every vertex moves outwards, along x by cos(theta_k) s and along y by
+sin(theta_k) s', with fresh steps s, s' per line, per vertex and per axis:
+    rcdb          s = c + w - 2 c p,  on a white canvas; per category: vertices ~ Exp(mean 100) kept in 3..200,
+                  lines 1..200, noise coefficient c ~ U(0, 4), width w ~ U(0, 0.1); per image: start radius
+                  r0 in 0..100, oval rates ox, oy ~ U(1, 2), centre 256 + U{-200, ..., 200} px on each axis.
+    visual_atoms  s = c + w - c p + (sin(n1 theta_k) + sin(n2 theta_k)) / 2,  on a black canvas; per category:
+                  vertices 200..1000, lines (orbits) 1..200, c ~ U(0, 4), w ~ U(0, 0.1), r0 in 10..60, ox, oy ~
+                  U(1, 2), frequencies n1, n2 in 0..20 (n2 != n1 unless n1 = 0) (the published VisualAtom-1k
+                  settings); per image: centre 256 + U{-256, ..., 256} px on each axis.
+p is the reference's 1-D gradient noise read at an independent random point for every vertex, line and axis, i.e.
+white noise (mean 0, std 0.32, within +-0.95, peaked at 0); we draw it as the product of two uniform bytes, which
+has the same spread, range and peaked shape. So each vertex random-walks outwards (rcdb: jagged lines whose
+bundle frays), and in visual_atoms the sinusoid accumulates line by line into petals and flowers. Each line is
+drawn 1 canvas pixel wide in its own grey (uniform 0..255): rcdb dark to grey lines on white, visual_atoms grey on
+black, so the images are grey (R = G = B).
+
+An image of `size` pixels shows the 512-pixel canvas scaled by k = size / 512 (at 128 px, what the reference's
+images give when box-downsampled 4x4): lines of width k, coordinates (x + 0.5) k. The renderer, per image:
+vertex positions of all lines at once as [2, L, V+1] tensors (one cumulative sum of the steps over the lines);
+every edge the canvas can see gets n = ceil(its Chebyshev length) points, one per pixel step along its major axis
+(as a line-drawing algorithm lights one pixel per column or row), and each point carries k x (edge length / n) of
+ink; two `index_add`s sum ink and ink x (grey - background) per pixel, and a pixel covered by more than one
+pixel's worth of line takes their mean grey (lines drawn over each other). Points outside the canvas land on a
+ring around it that is cut off. The same code runs on every device.
+
+Variants `rings` and `wavy_rings` keep this family's look before version 2 (smooth coloured rings, centred; see
+contour_rings.py).
+
+Example:
+    >>> gen = GENERATORS.create("contours", variant="rcdb", size=128)
+    >>> images, labels = gen.generate_with_labels(range(16), seed=0)   # [16, 3, 128, 128], [16]
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, Sequence
+
+import torch
+
+from synthsight.generators.base import Generator, image_rng
+from synthsight.generators.contour_rings import SmoothRings
+from synthsight.registry import GENERATORS
+
+CANVAS = 512  # side of the references' canvas, in whose pixels the geometry is defined
+# The reference's noise sample p has std 0.32 (measured on 2M samples); p = NOISE_STEP (b + 1/2) for a uniform
+# signed byte b has the same std (uniform on +-0.55).
+NOISE_STEP = 0.3197 / math.sqrt((256**2 - 1) / 12)
+# A pixel holding D pixels' worth of line shows coverage 1 - (1 - D/m)^m (D <= m): m = 1 lines never overlap
+# (coverage min(D, 1)), m -> infinity lines fall at random (1 - exp(-D)). m = 2.5 gives the per-image mean and std
+# of the reference's rasteriser (1-pixel lines on the 512 canvas, later ones drawn over earlier ones, box-averaged)
+# within 0.005 for both variants, measured on the same parameters.
+OVERLAP = 2.5
+CHUNK = 32768  # edges drawn at a time: one group's temporaries stay in the processor's cache
+
+
+@lru_cache(maxsize=None)
+def _category(variant: str, category_seed: int, label: int) -> tuple[float, ...]:
+    """(vertices, lines, noise c, width w, start radius, oval x, oval y, n1, n2) of one category; the last five
+    are used by visual_atoms only (rcdb draws its start radius and oval per image)."""
+    rng = image_rng(category_seed, label, f"contours/{variant}/category")
+    u = torch.rand(10, generator=rng, dtype=torch.float64).tolist()
+    lines = 1 + min(int(u[1] * 200), 199)
+    noise, width = 4.0 * u[2], 0.1 * u[3]
+    if variant == "rcdb":  # int(Exp(mean 100)) redrawn until it is in 3..200: Exp truncated to [3, 201)
+        lo, hi = math.exp(-3 / 100), math.exp(-201 / 100)
+        vertices = min(int(-100.0 * math.log(lo - u[0] * (lo - hi))), 200)
+        return (vertices, lines, noise, width, 0, 1.0, 1.0, 0, 0)
+    vertices = 200 + min(int(u[0] * 801), 800)
+    n1 = min(int(u[4] * 21), 20)
+    n2 = min(int(u[5] * 21), 20) if n1 == 0 else min(int(u[5] * 20), 19)
+    n2 += int(n1 != 0 and n2 >= n1)  # any of 0..20 but n1
+    return (vertices, lines, noise, width, 10 + min(int(u[6] * 51), 50), 1.0 + u[7], 1.0 + u[8], n1, n2)
+
+
+@lru_cache(maxsize=1024)  # <= 12 kB each; a stream of 1000 categories keeps them all
+def _vertex_terms(vertices: int, n1: int, n2: int) -> torch.Tensor:
+    """cos theta, sin theta and (sin(n1 theta) + sin(n2 theta)) / 2 at the V vertices and again at vertex 0 (the
+    polygon closed), [3, V+1] float32 on the CPU."""
+    theta = torch.arange(vertices + 1, dtype=torch.float64) * (2.0 * math.pi / vertices)
+    theta[-1] = 0.0
+    wave = 0.5 * (torch.sin(n1 * theta) + torch.sin(n2 * theta))
+    return torch.stack([torch.cos(theta), torch.sin(theta), wave]).float()
+
+
+@GENERATORS.register("contours")
+class Contours(Generator):
+    """Contour bundles as RCDB and Visual Atoms draw them; see the module docstring.
+
+    Args:
+        variant: "rcdb" (default), "visual_atoms", or the smooth coloured rings of versions 1: "rings",
+            "wavy_rings".
+        size: image side in pixels (the references' 512-pixel canvas scaled to it).
+        num_classes: categories (contour parameter sets); labels are uniform in [0, num_classes).
+        category_seed: which set of categories; the images' seed does not change them.
+        noise_scale: rings and wavy_rings only: their relative radial displacement per unit of noise coefficient.
+    """
+
+    family = "contours"
+    version = "2"  # 2: rcdb and visual_atoms draw as the reference code does; 1's look kept as rings, wavy_rings
+    variants = ("rcdb", "visual_atoms", "rings", "wavy_rings")
+
+    def __init__(
+        self,
+        variant: str | None = None,
+        size: int = 128,
+        num_classes: int = 1000,
+        category_seed: int = 0,
+        noise_scale: float = 0.2,
+    ) -> None:
+        super().__init__(variant, size)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an integer >= 1 (the number of categories), got {num_classes!r}")
+        self.num_classes = num_classes
+        self.category_seed = int(category_seed)
+        self.noise_scale = float(noise_scale)
+        self._rings = (SmoothRings(self.variant, size, num_classes, self.category_seed, noise_scale)
+                       if self.variant in SmoothRings.variants else None)
+        if self._rings is None and noise_scale != 0.2:
+            raise ValueError(f"noise_scale applies to the rings and wavy_rings variants only; {self.variant} "
+                             "draws its noise as the reference does: leave noise_scale at 0.2")
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "num_classes": self.num_classes, "category_seed": self.category_seed,
+                "noise_scale": self.noise_scale}
+
+    def category(self, label: int) -> dict[str, float]:
+        """The parameters that define category `label` (a pure function of variant, category_seed, label)."""
+        if not 0 <= label < self.num_classes:
+            raise ValueError(f"label must be in [0, {self.num_classes}), got {label}")
+        if self._rings is not None:
+            return self._rings.category(label)
+        keys = ("vertices", "lines", "noise", "width", "start_radius", "oval_x", "oval_y", "n1", "n2")
+        values = _category(self.variant, self.category_seed, int(label))
+        if self.variant == "rcdb":
+            return dict(zip(keys[:4], values[:4]))
+        return dict(zip(keys, values))
+
+    # ------------------------------------------------------------------------------------------ parameters
+    def sample_params(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        """label, vertices V, lines L [] int64; shape [7] float32 = (noise c, width w, start radius, oval x, oval y,
+        centre x, centre y) in canvas pixels; waves [2] int64 = (n1, n2); grey [L] uint8 (one per line); noise
+        [2, L, V] int16 (x and y: products of two uniform signed bytes, the noise p / NOISE_SCALE)."""
+        if self._rings is not None:
+            return self._rings.sample_params(rng)
+        label = int(torch.randint(self.num_classes, (1,), generator=rng))
+        vertices, lines, noise, width, r0, ox, oy, n1, n2 = _category(self.variant, self.category_seed, label)
+        u = torch.rand(5, generator=rng, dtype=torch.float64).tolist()
+        if self.variant == "rcdb":
+            r0, ox, oy, spread = min(int(u[2] * 101), 100), 1.0 + u[3], 1.0 + u[4], 400
+        else:
+            spread = 512
+        centre = [(CANVAS + min(int(v * (2 * spread + 1)), 2 * spread) - spread) / 2 for v in u[:2]]
+        grey = torch.randint(256, (lines,), generator=rng, dtype=torch.uint8)
+        count = 2 * lines * vertices  # a byte for x and one for y per line and vertex, 8 per random word
+        words = torch.randint(-(1 << 63), (1 << 63) - 1, ((count + 7) // 8,), generator=rng, dtype=torch.int64)
+        return {
+            "label": torch.tensor(label, dtype=torch.int64),
+            "vertices": torch.tensor(vertices, dtype=torch.int64),
+            "lines": torch.tensor(lines, dtype=torch.int64),
+            "shape": torch.tensor([noise, width, r0, ox, oy, *centre], dtype=torch.float32),
+            "waves": torch.tensor([n1, n2], dtype=torch.int64),
+            "grey": grey,
+            "noise": words.view(torch.int8)[:count].view(2, lines, vertices),
+        }
+
+    # ------------------------------------------------------------------------------------------ rendering
+    def render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device) -> torch.Tensor:
+        """Tensor[B, 3, S, S] in [0, 1] (grey: the three channels equal), each image drawn on its own."""
+        device = torch.device(device)
+        if self._rings is not None:
+            return self._rings.render(params, device)
+        size, side, k = self.size, self.size + 2, self.size / CANVAS  # side: the canvas and a ring around it
+        white = self.variant == "rcdb"
+        out = torch.empty(len(params), 3, size, size, device=device)
+        for i, p in enumerate(params):
+            sums = torch.view_as_real(self._splat(p, device, white)).view(side, side, 2)[1:-1, 1:-1]
+            # line length per pixel, in pixels, -> pixels' worth of line (width k), and the mean of the lines'
+            # grey - background; the part of the pixel they cover (see OVERLAP) takes that grey
+            length, shade = sums.unbind(-1)
+            mean = shade / length.clamp(min=1e-6)
+            cover = length.mul_(-k / OVERLAP).add_(1.0).clamp_(min=0.0).pow_(OVERLAP).neg_().add_(1.0)
+            torch.addcmul(torch.tensor(float(white), device=device), mean, cover, out=out[i, 0])
+        out[:, 1:] = out[:, :1]
+        return out.clamp_(0.0, 1.0)
+
+    def _render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device, per_image: bool) -> torch.Tensor:
+        """The rings' two rendering paths (per image on CPU, the whole batch elsewhere); rcdb and visual_atoms have
+        one path."""
+        if self._rings is not None:
+            return self._rings._render(params, torch.device(device), per_image)
+        return self.render(params, device)
+
+    def _splat(self, p: dict[str, torch.Tensor], device: torch.device, white: bool) -> torch.Tensor:
+        """One image's line length per pixel + i x length x (grey - background) per pixel, complex [(S+2)^2] over
+        the canvas with its ring. Lines are drawn a group at a time (CHUNK edges)."""
+        size, k, half = self.size, self.size / CANVAS, self.size / 2.0
+        lines, vertices = int(p["lines"]), int(p["vertices"])
+        c, w, r0, ox, oy, cx, cy = p["shape"].tolist()
+        n1, n2 = p["waves"].tolist()
+        cos, sin, wave = _vertex_terms(vertices, n1, n2).to(device)  # [V+1] each
+        # vertex positions in pixels from the canvas centre, [L, V+1] per axis (vertex V closes the polygon): the
+        # start oval, plus l+1 mean steps, plus amp x the noise bytes summed over lines 0..l
+        amp = -(2.0 if white else 1.0) * c * k * NOISE_STEP
+        mean_step = wave.mul(k).add_((c + w) * k + 0.5 * amp)  # the bytes' mean, -1/2, moved into the mean step
+        axes = [(trig * (r0 * oval * k) + ((centre + 0.5) * k - half), mean_step * trig, trig[:vertices] * amp)
+                for trig, centre, oval in ((cos, cx, ox), (sin, cy, oy))]
+        summed = p["noise"].to(device).cumsum(1, dtype=torch.int16)  # [2, L, V]; |sum| <= 200 x 128
+        count = torch.arange(1, lines + 1, device=device, dtype=torch.float32)
+        grey = p["grey"].to(device).float().div_(255.0).sub_(float(white))
+        canvas = torch.zeros((size + 2) ** 2, dtype=torch.complex64, device=device)
+        group = max(1, CHUNK // vertices)
+        for first in range(0, lines, group):
+            part = slice(first, first + group)
+            x, y = (torch.addr(start, count[part], mean) for start, mean, _ in axes)
+            for pos, (_, _, noise), summed_axis in zip((x, y), axes, summed):
+                pos[:, :vertices].addcmul_(summed_axis[part], noise)
+                pos[:, vertices] = pos[:, 0]
+            self._draw(canvas, x, y, grey[part])
+        return canvas
+
+    def _draw(self, canvas: torch.Tensor, x: torch.Tensor, y: torch.Tensor, grey: torch.Tensor) -> None:
+        """Add to `canvas` the lines through vertices x, y ([l, V+1], pixels from the canvas centre; vertex V
+        closes each polygon) in their greys minus the background ([l])."""
+        side, half = self.size + 2, self.size / 2.0
+        lines, vertices, device = x.shape[0], x.shape[1] - 1, x.device
+        dx, dy = x[:, 1:] - x[:, :-1], y[:, 1:] - y[:, :-1]  # [l, V] edges
+        length = torch.maximum(dx.abs(), dy.abs())  # Chebyshev length: the pixel steps along the major axis
+        # Edges the canvas cannot see get length 0. Every point of an edge is within its length of either end,
+        # so when both ends are further than that (Chebyshev) from the canvas centre plus half a side, the edge
+        # is all outside. Done by arithmetic (masking is slow on CPU): margin < 0 clamps to 0, the rest grows huge.
+        reach = torch.maximum(x.abs(), y.abs())
+        margin = torch.sub(length, torch.minimum(reach[:, 1:], reach[:, :-1])).add_(half).clamp_(min=0.0)
+        torch.minimum(length, margin.mul_(1e9), out=length)
+        n = length.ceil()  # points per edge, one per pixel step (0: not drawn)
+        ends = n.view(-1).cumsum(0)  # float sums of integers: exact below 2^24
+        total = int(ends[-1])
+        if total == 0:
+            return
+        inv = n.clamp(min=1.0).reciprocal_()
+        # point j of the group (of edge e, starting at point ends_e - n_e) sits at a + j s, half a step into its
+        # pixel step: a = vertex + s (1/2 - ends_e + n_e) + the canvas corner (1, 1); s = edge / n
+        rows = torch.empty(4, lines, vertices, device=device)
+        torch.mul(dx, inv, out=rows[2])
+        torch.mul(dy, inv, out=rows[3])
+        offset = torch.sub(n, ends.view(lines, vertices)).add_(0.5)
+        torch.addcmul(x[:, :-1], rows[2], offset, out=rows[0]).add_(half + 1.0)
+        torch.addcmul(y[:, :-1], rows[3], offset, out=rows[1]).add_(half + 1.0)
+        # per point: its length of line, and length x (grey - background), as one complex number
+        ink = torch.empty(lines, vertices, 2, device=device)
+        torch.mul(length, inv, out=ink[..., 0])
+        torch.mul(ink[..., 0], grey.view(-1, 1), out=ink[..., 1])
+        # the edge of each point: the number of edge ends at or before it
+        marks = torch.zeros(total + 1, dtype=torch.int32, device=device)
+        marks.index_add_(0, ends.to(torch.int32), torch.ones(ends.shape, dtype=torch.int32, device=device))
+        owner = marks[:total].cumsum(0, dtype=torch.int32)
+        ax, ay, sx, sy = rows.view(4, -1).index_select(1, owner)
+        j = torch.arange(total, device=device, dtype=torch.float32)
+        index = torch.addcmul(ay, sy, j).clamp_(0.0, side - 1.0).to(torch.int32).mul_(side)
+        index += torch.addcmul(ax, sx, j).clamp_(0.0, side - 1.0).to(torch.int32)
+        canvas.index_add_(0, index, torch.view_as_complex(ink).view(-1).index_select(0, owner))
