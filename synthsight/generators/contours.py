@@ -13,20 +13,22 @@ sin(theta_k) s', with fresh steps s, s' per line, per vertex and per axis:
                   U(1, 2), frequencies n1, n2 in 0..20 (n2 != n1 unless n1 = 0) (the published VisualAtom-1k
                   settings); per image: centre 256 + U{-256, ..., 256} px on each axis.
 p is the reference's 1-D gradient noise read at an independent random point for every vertex, line and axis, i.e.
-white noise (mean 0, std 0.32, within +-0.95, peaked at 0); we draw it as the product of two uniform bytes, which
-has the same spread, range and peaked shape. So each vertex random-walks outwards (rcdb: jagged lines whose
-bundle frays), and in visual_atoms the sinusoid accumulates line by line into petals and flowers. Each line is
-drawn 1 canvas pixel wide in its own grey (uniform 0..255): rcdb dark to grey lines on white, visual_atoms grey on
-black, so the images are grey (R = G = B).
+white noise (mean 0, std 0.32); we draw it as a uniform signed byte scaled to the same mean and spread (the steps
+add up over the lines, so past the first few lines only the spread shows). So each vertex random-walks outwards
+(rcdb: jagged lines whose bundle frays), and in visual_atoms the sinusoid accumulates line by line into petals and
+flowers. Each line is drawn 1 canvas pixel wide in its own grey (uniform 0..255): rcdb dark to grey lines on
+white, visual_atoms grey on black, so the images are grey (R = G = B).
 
 An image of `size` pixels shows the 512-pixel canvas scaled by k = size / 512 (at 128 px, what the reference's
-images give when box-downsampled 4x4): lines of width k, coordinates (x + 0.5) k. The renderer, per image:
-vertex positions of all lines at once as [2, L, V+1] tensors (one cumulative sum of the steps over the lines);
-every edge the canvas can see gets n = ceil(its Chebyshev length) points, one per pixel step along its major axis
-(as a line-drawing algorithm lights one pixel per column or row), and each point carries k x (edge length / n) of
-ink; two `index_add`s sum ink and ink x (grey - background) per pixel, and a pixel covered by more than one
-pixel's worth of line takes their mean grey (lines drawn over each other). Points outside the canvas land on a
-ring around it that is cut off. The same code runs on every device.
+images give when box-averaged 4x4): lines k pixels wide, coordinates (x + 0.5) k. Above 512 px the lines stay
+one pixel wide. The renderer, per image: vertex positions of a group of lines at once as [l, V+1] tensors (the
+noise bytes summed over the lines once per image); every edge the canvas can see gets n = ceil(its Chebyshev
+length) points, one per pixel step along its major axis (as a line-drawing algorithm lights one pixel per column
+or row), each carrying edge length / n; one complex `index_add` sums per pixel the length of line and length x
+(grey - background). A pixel holding D = k x length pixels' worth of line is covered 1 - (1 - D/m)^m (m =
+OVERLAP: lines partly fall on each other, as the reference's later lines paint over earlier ones) in the lines'
+mean grey. Points outside the canvas land on a ring around it that is cut off. The same code runs on every
+device.
 
 Variants `rings` and `wavy_rings` keep this family's look before version 2 (smooth coloured rings, centred; see
 contour_rings.py).
@@ -146,7 +148,7 @@ class Contours(Generator):
     def sample_params(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
         """label, vertices V, lines L [] int64; shape [7] float32 = (noise c, width w, start radius, oval x, oval y,
         centre x, centre y) in canvas pixels; waves [2] int64 = (n1, n2); grey [L] uint8 (one per line); noise
-        [2, L, V] int16 (x and y: products of two uniform signed bytes, the noise p / NOISE_SCALE)."""
+        [2, L, V] int8 (x and y: uniform signed bytes b, the noise p = NOISE_STEP (b + 1/2))."""
         if self._rings is not None:
             return self._rings.sample_params(rng)
         label = int(torch.randint(self.num_classes, (1,), generator=rng))
