@@ -1,36 +1,37 @@
-"""Contours: bundles of thin closed radial contours, after RCDB (Kataoka et al., CVPR 2022) and Visual Atoms
-(Takashima et al., CVPR 2023).
+"""Contours: bundles of thin closed contours drawn line by line, after RCDB (Kataoka et al., CVPR 2022) and Visual
+Atoms (Takashima et al., CVPR 2023), as their reference renderers draw them.
 
-Variants (each category is one set of contour parameters; `num_classes` categories, the class in params["label"]):
-    rcdb          per category: vertices ~ Exp(mean 100) clipped to 3..200, lines 1..200, Perlin coefficient
-                  c ~ U(0, 4), width U(0, 0.1), start radius U(0, 100) / 512 of the side, Perlin cells around the
-                  contour 2..12. Line l is the polygon at radius start + l * width (width read as the radial step
-                  between lines, in fractions of the side; lines that would start beyond 0.75 of the side are not
-                  drawn), whose vertices each line moves further radially by Perlin noise: line l's displacement is
-                  the sum of the noise increments of lines 0..l, so the bundle grows wavier outwards.
-    visual_atoms  as rcdb, plus two sinusoids of integer frequencies n1, n2 in 0..20 (amplitude U(0.03, 0.15) of
-                  the radius) in the radial displacement; vertices 200..1000, orbits (lines) 1..200.
+Both papers' renderers work on a 512-pixel canvas in absolute pixels. A category is one parameter set; each image
+starts from an oval of V vertices at angles theta_k = 2 pi k / V, semi-axes (r0 ox, r0 oy), around a centre, and
+draws L lines; before drawing line l every vertex moves outwards, along x by cos(theta_k) s and along y by
+sin(theta_k) s', with fresh steps s, s' per line, per vertex and per axis:
+    rcdb          s = c + w - 2 c p,  on a white canvas; per category: vertices ~ Exp(mean 100) kept in 3..200,
+                  lines 1..200, noise coefficient c ~ U(0, 4), width w ~ U(0, 0.1); per image: start radius
+                  r0 in 0..100, oval rates ox, oy ~ U(1, 2), centre 256 + U{-200, ..., 200} px on each axis.
+    visual_atoms  s = c + w - c p + (sin(n1 theta_k) + sin(n2 theta_k)) / 2,  on a black canvas; per category:
+                  vertices 200..1000, lines (orbits) 1..200, c ~ U(0, 4), w ~ U(0, 0.1), r0 in 10..60, ox, oy ~
+                  U(1, 2), frequencies n1, n2 in 0..20 (n2 != n1 unless n1 = 0) (the published VisualAtom-1k
+                  settings); per image: centre 256 + U{-256, ..., 256} px on each axis.
+p is the reference's 1-D gradient noise read at an independent random point for every vertex, line and axis, i.e.
+white noise (mean 0, std 0.32); we draw it as a uniform signed byte scaled to the same mean and spread (the steps
+add up over the lines, so past the first few lines only the spread shows). So each vertex random-walks outwards
+(rcdb: jagged lines whose bundle frays), and in visual_atoms the sinusoid accumulates line by line into petals and
+flowers. Each line is drawn 1 canvas pixel wide in its own grey (uniform 0..255): rcdb dark to grey lines on
+white, visual_atoms grey on black, so the images are grey (R = G = B).
 
-A category's parameters are a pure function of (variant, `category_seed`, label), cached; the label and the
-instance variation (the noise itself, rotation, centre, a scale of 0.85-1.15, sinusoid phases, colours, opacity)
-come from the image's own generator. Displacements are relative: the radius at a vertex is
-rho_l (1 + sinusoids + noise), with the noise at most noise_scale * c / 2 <= 0.4 in size, so radii stay positive.
+An image of `size` pixels shows the 512-pixel canvas scaled by k = size / 512 (at 128 px, what the reference's
+images give when box-averaged 4x4): lines k pixels wide, coordinates (x + 0.5) k. Above 512 px the lines stay
+one pixel wide. The renderer, per image: vertex positions of a group of lines at once as [l, V+1] tensors (the
+noise bytes summed over the lines once per image); every edge the canvas can see gets n = ceil(its Chebyshev
+length) points, one per pixel step along its major axis (as a line-drawing algorithm lights one pixel per column
+or row), each carrying edge length / n; one complex `index_add` sums per pixel the length of line and length x
+(grey - background). A pixel holding D = k x length pixels' worth of line is covered 1 - (1 - D/m)^m (m =
+OVERLAP: lines partly fall on each other, as the reference's later lines paint over earlier ones) in the lines'
+mean grey. Points outside the canvas land on a ring around it that is cut off. The same code runs on every
+device.
 
-Our own 1-D gradient (Perlin) noise, periodic around the contour: `cells` lattice points with gradients g_i, and at
-position u in cell i with fraction f, n(u) = g_i f (1 - fade(f)) + g_{i+1} (f - 1) fade(f), fade(f) = 6f^5 - 15f^4
-+ 10f^3 (|n| <= 1/2 for |g| <= 1). Gradients are drawn for a lattice row every 16 lines and interpolated (with the
-same fade) between rows, so the increments change smoothly from line to line; since the noise is linear in its
-gradients, the summed noise of lines 0..l is the noise of the summed gradients: one cumulative sum over a
-[lines, cells] table, divided by the number of lines.
-
-Renderer: vertex terms (angle, sinusoid, Perlin cell and weights) are computed once per image for its V vertices,
-vertex positions for all L lines at once as [L, V] tensors (two gathers of the cumulative gradients per vertex),
-then S points per edge by linear interpolation ([L, V, S], S from an estimate of the outer line's length so that
-points are ~0.75 px apart). Each point carries the length of polyline it stands for, and one weighted `bincount`
-per image sums them per pixel: a pixel's opacity is the length of line inside it (times a gain), which anti-aliases
-the 1-pixel lines. Points outside the canvas land on a ring around it that is cut off. Line colour over a dark
-background. On CPU each image is done on its own (no padding); on other devices the batch at once, padded, with
-samples gathered by flat index.
+Variants `rings` and `wavy_rings` keep this family's look before version 2 (smooth coloured rings, centred; see
+contour_rings.py).
 
 Example:
     >>> gen = GENERATORS.create("contours", variant="rcdb", size=128)
@@ -46,52 +47,66 @@ from typing import Any, Sequence
 import torch
 
 from synthsight.generators.base import Generator, image_rng
+from synthsight.generators.contour_rings import SmoothRings
 from synthsight.registry import GENERATORS
 
-MAX_LINES = 200
-MAX_CELLS = 12
-LINE_CELL = 16  # lines between two rows of the noise lattice
-SPACING = 0.75  # target distance between splatted points, in pixels
-REACH = 0.75  # lines with a larger radius (fraction of the side) are not drawn
+CANVAS = 512  # side of the references' canvas, in whose pixels the geometry is defined
+# The reference's noise sample p has std 0.32 (measured on 2M samples); p = NOISE_STEP (b + 1/2) for a uniform
+# signed byte b has the same std (uniform on +-0.55).
+NOISE_STEP = 0.3197 / math.sqrt((256**2 - 1) / 12)
+# A pixel holding D pixels' worth of line shows coverage 1 - (1 - D/m)^m (D <= m): m = 1 lines never overlap
+# (coverage min(D, 1)), m -> infinity lines fall at random (1 - exp(-D)). m = 2.5 gives the per-image mean and std
+# of the reference's rasteriser (1-pixel lines on the 512 canvas, later ones drawn over earlier ones, box-averaged)
+# within 0.005 for both variants, measured on the same parameters.
+OVERLAP = 2.5
+CHUNK = 32768  # edges drawn at a time: one group's temporaries stay in the processor's cache
 
 
 @lru_cache(maxsize=None)
 def _category(variant: str, category_seed: int, label: int) -> tuple[float, ...]:
-    """(vertices, lines, noise, width, start radius, cells, n1, n2, sinusoid amplitude) of one category."""
+    """(vertices, lines, noise c, width w, start radius, oval x, oval y, n1, n2) of one category; the last five
+    are used by visual_atoms only (rcdb draws its start radius and oval per image)."""
     rng = image_rng(category_seed, label, f"contours/{variant}/category")
-    u = torch.rand(9, generator=rng, dtype=torch.float64).tolist()
-    if variant == "rcdb":
-        vertices = min(max(round(-100.0 * math.log1p(-u[0])), 3), 200)  # Exp(mean 100), clipped
-        n1 = n2 = 0
-        amplitude = 0.0
-    else:
-        vertices = 200 + min(int(u[0] * 801), 800)
-        n1, n2 = min(int(u[6] * 21), 20), min(int(u[7] * 21), 20)
-        amplitude = 0.03 + 0.12 * u[8]
+    u = torch.rand(10, generator=rng, dtype=torch.float64).tolist()
     lines = 1 + min(int(u[1] * 200), 199)
-    cells = 2 + min(int(u[5] * 11), 10)
-    return (vertices, lines, 4.0 * u[2], 0.1 * u[3], 100.0 / 512.0 * u[4], cells, n1, n2, amplitude)
+    noise, width = 4.0 * u[2], 0.1 * u[3]
+    if variant == "rcdb":  # int(Exp(mean 100)) redrawn until it is in 3..200: Exp truncated to [3, 201)
+        lo, hi = math.exp(-3 / 100), math.exp(-201 / 100)
+        vertices = min(int(-100.0 * math.log(lo - u[0] * (lo - hi))), 200)
+        return (vertices, lines, noise, width, 0, 1.0, 1.0, 0, 0)
+    vertices = 200 + min(int(u[0] * 801), 800)
+    n1 = min(int(u[4] * 21), 20)
+    n2 = min(int(u[5] * 21), 20) if n1 == 0 else min(int(u[5] * 20), 19)
+    n2 += int(n1 != 0 and n2 >= n1)  # any of 0..20 but n1
+    return (vertices, lines, noise, width, 10 + min(int(u[6] * 51), 50), 1.0 + u[7], 1.0 + u[8], n1, n2)
 
 
-def _fade(f: torch.Tensor) -> torch.Tensor:
-    return f * f * f * (f * (f * 6.0 - 15.0) + 10.0)
+@lru_cache(maxsize=1024)  # <= 12 kB each; a stream of 1000 categories keeps them all
+def _vertex_terms(vertices: int, n1: int, n2: int) -> torch.Tensor:
+    """cos theta, sin theta and (sin(n1 theta) + sin(n2 theta)) / 2 at the V vertices and again at vertex 0 (the
+    polygon closed), [3, V+1] float32 on the CPU."""
+    theta = torch.arange(vertices + 1, dtype=torch.float64) * (2.0 * math.pi / vertices)
+    theta[-1] = 0.0
+    wave = 0.5 * (torch.sin(n1 * theta) + torch.sin(n2 * theta))
+    return torch.stack([torch.cos(theta), torch.sin(theta), wave]).float()
 
 
 @GENERATORS.register("contours")
 class Contours(Generator):
-    """Radial contour bundles; see the module docstring.
+    """Contour bundles as RCDB and Visual Atoms draw them; see the module docstring.
 
     Args:
-        variant: "rcdb" (default) or "visual_atoms".
-        size: image side in pixels.
+        variant: "rcdb" (default), "visual_atoms", or the smooth coloured rings of versions 1: "rings",
+            "wavy_rings".
+        size: image side in pixels (the references' 512-pixel canvas scaled to it).
         num_classes: categories (contour parameter sets); labels are uniform in [0, num_classes).
         category_seed: which set of categories; the images' seed does not change them.
-        noise_scale: relative radial displacement per unit of the Perlin coefficient, at most (0.2: the largest
-            coefficient, 4, moves the outermost line by up to 40% of its radius).
+        noise_scale: rings and wavy_rings only: their relative radial displacement per unit of noise coefficient.
     """
 
     family = "contours"
-    variants = ("rcdb", "visual_atoms")
+    version = "2"  # 2: rcdb and visual_atoms draw as the reference code does; 1's look kept as rings, wavy_rings
+    variants = ("rcdb", "visual_atoms", "rings", "wavy_rings")
 
     def __init__(
         self,
@@ -102,13 +117,16 @@ class Contours(Generator):
         noise_scale: float = 0.2,
     ) -> None:
         super().__init__(variant, size)
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if not 0.0 <= noise_scale <= 0.2:
-            raise ValueError(f"noise_scale must be in [0, 0.2] (radii must stay positive), got {noise_scale}")
-        self.num_classes = int(num_classes)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an integer >= 1 (the number of categories), got {num_classes!r}")
+        self.num_classes = num_classes
         self.category_seed = int(category_seed)
         self.noise_scale = float(noise_scale)
+        self._rings = (SmoothRings(self.variant, size, num_classes, self.category_seed, noise_scale)
+                       if self.variant in SmoothRings.variants else None)
+        if self._rings is None and noise_scale != 0.2:
+            raise ValueError(f"noise_scale applies to the rings and wavy_rings variants only; {self.variant} "
+                             "draws its noise as the reference does: leave noise_scale at 0.2")
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "num_classes": self.num_classes, "category_seed": self.category_seed,
@@ -118,172 +136,134 @@ class Contours(Generator):
         """The parameters that define category `label` (a pure function of variant, category_seed, label)."""
         if not 0 <= label < self.num_classes:
             raise ValueError(f"label must be in [0, {self.num_classes}), got {label}")
-        keys = ("vertices", "lines", "noise", "width", "start_radius", "cells", "n1", "n2", "amplitude")
-        return dict(zip(keys, _category(self.variant, self.category_seed, int(label))))
+        if self._rings is not None:
+            return self._rings.category(label)
+        keys = ("vertices", "lines", "noise", "width", "start_radius", "oval_x", "oval_y", "n1", "n2")
+        values = _category(self.variant, self.category_seed, int(label))
+        if self.variant == "rcdb":
+            return dict(zip(keys[:4], values[:4]))
+        return dict(zip(keys, values))
 
     # ------------------------------------------------------------------------------------------ parameters
     def sample_params(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
-        """label, vertices, lines (drawn), cells, subdivisions (points per edge) [] int64; geometry [11] = (start
-        radius, radial step, noise amplitude, sinusoid amplitude, n1, n2, phase 1, phase 2, rotation, centre x,
-        centre y) in fractions of the side / radians; knots [14, 12] (Perlin gradients of the lattice rows, one
-        every 16 lines; zero past the rows and cells used); colours [2, 3] (line, background); gain [] (opacity
-        per pixel of line length)."""
+        """label, vertices V, lines L [] int64; shape [7] float32 = (noise c, width w, start radius, oval x, oval y,
+        centre x, centre y) in canvas pixels; waves [2] int64 = (n1, n2); grey [L] uint8 (one per line); noise
+        [2, L, V] int8 (x and y: uniform signed bytes b, the noise p = NOISE_STEP (b + 1/2))."""
+        if self._rings is not None:
+            return self._rings.sample_params(rng)
         label = int(torch.randint(self.num_classes, (1,), generator=rng))
-        vertices, lines, noise, width, start, cells, n1, n2, amplitude = _category(
-            self.variant, self.category_seed, label)
-        u = torch.rand(14, generator=rng).tolist()
-        scale = 0.85 + 0.3 * u[0]
-        start, step = max(start, 0.015) * scale, width * scale  # the innermost line at least a pixel around
-        # lines whose radius would start beyond REACH of the side cannot reach the canvas: not drawn
-        lines = max(1, min(lines, 1 + int((REACH - start) / max(step, 1e-9))))
-        amp = noise * self.noise_scale
-        knots = torch.zeros(MAX_LINES // LINE_CELL + 2, MAX_CELLS)
-        knots[: lines // LINE_CELL + 2, :cells] = torch.rand(lines // LINE_CELL + 2, cells, generator=rng) * 2 - 1
-        # points per edge: the outer line's length / spacing. Its radius varies by rho (amplitude (n1 cos + n2 cos)
-        # / 2 + noise') per radian, noise' <= amp * cells * 0.3; about half of that on average along the line.
-        outer = start + (lines - 1) * step
-        ripple = math.hypot(1.0, 0.5 * (amplitude * max(n1, n2) + 0.3 * amp * cells))
-        length = 2.0 * math.pi * max(outer, 0.01) * (1.0 + amplitude + 0.5 * amp) * ripple * self.size
-        subdivisions = max(1, math.ceil(length / SPACING / vertices))
-        colour = torch.tensor(u[5:8]) + 0.05
-        colour = colour / colour.max() * (0.75 + 0.25 * u[8])
-        back = torch.tensor(u[9:12]) * 0.12
-        geometry = [start, step, amp, amplitude, float(n1), float(n2), 2 * math.pi * u[1], 2 * math.pi * u[2],
-                    2 * math.pi * u[3], 0.5 + 0.08 * (u[4] - 0.5), 0.5 + 0.08 * (u[13] - 0.5)]
+        vertices, lines, noise, width, r0, ox, oy, n1, n2 = _category(self.variant, self.category_seed, label)
+        u = torch.rand(5, generator=rng, dtype=torch.float64).tolist()
+        if self.variant == "rcdb":
+            r0, ox, oy, spread = min(int(u[2] * 101), 100), 1.0 + u[3], 1.0 + u[4], 400
+        else:
+            spread = 512
+        centre = [(CANVAS + min(int(v * (2 * spread + 1)), 2 * spread) - spread) / 2 for v in u[:2]]
+        grey = torch.randint(256, (lines,), generator=rng, dtype=torch.uint8)
+        count = 2 * lines * vertices  # a byte for x and one for y per line and vertex, 8 per random word
+        words = torch.randint(-(1 << 63), (1 << 63) - 1, ((count + 7) // 8,), generator=rng, dtype=torch.int64)
         return {
             "label": torch.tensor(label, dtype=torch.int64),
             "vertices": torch.tensor(vertices, dtype=torch.int64),
             "lines": torch.tensor(lines, dtype=torch.int64),
-            "cells": torch.tensor(cells, dtype=torch.int64),
-            "subdivisions": torch.tensor(subdivisions, dtype=torch.int64),
-            "geometry": torch.tensor(geometry, dtype=torch.float32),
-            "knots": knots,
-            "colours": torch.stack([colour, back]),
-            "gain": torch.tensor(0.6 + 0.6 * u[12]),
+            "shape": torch.tensor([noise, width, r0, ox, oy, *centre], dtype=torch.float32),
+            "waves": torch.tensor([n1, n2], dtype=torch.int64),
+            "grey": grey,
+            "noise": words.view(torch.int8)[:count].view(2, lines, vertices),
         }
 
     # ------------------------------------------------------------------------------------------ rendering
     def render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device) -> torch.Tensor:
-        """Tensor[B, 3, S, S] in [0, 1]. On CPU the points of each image are made and splatted separately (no
-        padding to the batch's largest image); elsewhere the whole batch at once."""
+        """Tensor[B, 3, S, S] in [0, 1] (grey: the three channels equal), each image drawn on its own."""
         device = torch.device(device)
-        return self._render(params, device, per_image=device.type == "cpu")
+        if self._rings is not None:
+            return self._rings.render(params, device)
+        size, side, k = self.size, self.size + 2, self.size / CANVAS  # side: the canvas and a ring around it
+        white = self.variant == "rcdb"
+        out = torch.empty(len(params), 3, size, size, device=device)
+        for i, p in enumerate(params):
+            sums = torch.view_as_real(self._splat(p, device, white)).view(side, side, 2)[1:-1, 1:-1]
+            # line length per pixel, in pixels, -> pixels' worth of line (width k), and the mean of the lines'
+            # grey - background; the part of the pixel they cover (see OVERLAP) takes that grey
+            length, shade = sums.unbind(-1)
+            mean = shade / length.clamp(min=1e-6)
+            cover = length.mul_(-k / OVERLAP).add_(1.0).clamp_(min=0.0).pow_(OVERLAP).neg_().add_(1.0)
+            torch.addcmul(torch.tensor(float(white), device=device), mean, cover, out=out[i, 0])
+        out[:, 1:] = out[:, :1]
+        return out.clamp_(0.0, 1.0)
 
     def _render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device, per_image: bool) -> torch.Tensor:
-        def stack(key: str) -> torch.Tensor:
-            return torch.stack([p[key] for p in params]).to(device)
+        """The rings' two rendering paths (per image on CPU, the whole batch elsewhere); rcdb and visual_atoms have
+        one path."""
+        if self._rings is not None:
+            return self._rings._render(params, torch.device(device), per_image)
+        return self.render(params, device)
 
-        b, size = len(params), self.size
-        side = size + 2  # the canvas plus a ring that collects the points outside
-        lines, vertices, subdiv, cells = stack("lines"), stack("vertices"), stack("subdivisions"), stack("cells")
-        geometry = stack("geometry")
-        rows = 1 + int(cells.max())
-        radial, cos, sin, following = self._vertex_terms(geometry, cells, vertices, int(vertices.max()), rows)
-        coef = self._coefficients(geometry, stack("knots"), lines)[..., :rows]  # [B, 200, rows]
-        centre = geometry[:, 9:11] * float(size) + 1.0  # pixels, past the ring
-        coverage = torch.empty(b, side * side, device=device)
-        if per_image:
-            for i, (n, v, s, c) in enumerate(zip(lines.tolist(), vertices.tolist(), subdiv.tolist(),
-                                                 cells.tolist())):
-                # fresh (aligned, contiguous) operands of the image's own shapes: the same matrix product
-                # whatever the batch
-                radius = coef[i, :n, : c + 1].clone() @ radial[i, : c + 1, :v].contiguous()  # [L, V]
-                x = torch.addcmul(centre[i, 0], radius, cos[i, :v])
-                y = torch.addcmul(centre[i, 1], radius, sin[i, :v])
-                dx = x.index_select(1, following[i, :v]).sub_(x)  # edge to the next vertex
-                dy = y.index_select(1, following[i, :v]).sub_(y)
-                weight = torch.hypot(dx, dy).div_(s)  # each point stands for 1/S of its edge
-                if s > 1:  # S points per edge, [L, S, V] (with one, x + 0 dx = x)
-                    t = (torch.arange(s, device=device, dtype=torch.float32) / s).view(1, s, 1)
-                    x = torch.addcmul(x.unsqueeze(1), dx.unsqueeze(1), t)
-                    y = torch.addcmul(y.unsqueeze(1), dy.unsqueeze(1), t)
-                    weight = weight.unsqueeze(1).expand(-1, s, -1)
-                coverage[i] = self._splat(x, y, weight, side)
-        else:  # the batch at once, padded to its largest image, in slices of at most ~16M points
-            step = max(1, (1 << 24) // (MAX_LINES * int((vertices * subdiv).max())))
-            for first in range(0, b, step):
-                part = slice(first, first + step)
-                coverage[part] = self._coverage(coef[part], radial[part], cos[part], sin[part], following[part],
-                                                centre[part], lines[part], vertices[part], subdiv[part], side)
-        return self._shade(coverage.view(b, side, side), stack("colours"), stack("gain"))
+    def _splat(self, p: dict[str, torch.Tensor], device: torch.device, white: bool) -> torch.Tensor:
+        """One image's line length per pixel + i x length x (grey - background) per pixel, complex [(S+2)^2] over
+        the canvas with its ring. Lines are drawn a group at a time (CHUNK edges)."""
+        size, k, half = self.size, self.size / CANVAS, self.size / 2.0
+        lines, vertices = int(p["lines"]), int(p["vertices"])
+        c, w, r0, ox, oy, cx, cy = p["shape"].tolist()
+        n1, n2 = p["waves"].tolist()
+        cos, sin, wave = _vertex_terms(vertices, n1, n2).to(device)  # [V+1] each
+        # vertex positions in pixels from the canvas centre, [L, V+1] per axis (vertex V closes the polygon): the
+        # start oval, plus l+1 mean steps, plus amp x the noise bytes summed over lines 0..l
+        amp = -(2.0 if white else 1.0) * c * k * NOISE_STEP
+        mean_step = wave.mul(k).add_((c + w) * k + 0.5 * amp)  # the bytes' mean, -1/2, moved into the mean step
+        axes = [(trig * (r0 * oval * k) + ((centre + 0.5) * k - half), mean_step * trig, trig[:vertices] * amp)
+                for trig, centre, oval in ((cos, cx, ox), (sin, cy, oy))]
+        summed = p["noise"].to(device).cumsum(1, dtype=torch.int16)  # [2, L, V]; |sum| <= 200 x 128
+        count = torch.arange(1, lines + 1, device=device, dtype=torch.float32)
+        grey = p["grey"].to(device).float().div_(255.0).sub_(float(white))
+        canvas = torch.zeros((size + 2) ** 2, dtype=torch.complex64, device=device)
+        group = max(1, CHUNK // vertices)
+        for first in range(0, lines, group):
+            part = slice(first, first + group)
+            x, y = (torch.addr(start, count[part], mean) for start, mean, _ in axes)
+            for pos, (_, _, noise), summed_axis in zip((x, y), axes, summed):
+                pos[:, :vertices].addcmul_(summed_axis[part], noise)
+                pos[:, vertices] = pos[:, 0]
+            self._draw(canvas, x, y, grey[part])
+        return canvas
 
-    def _coverage(self, coef: torch.Tensor, radial: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  following: torch.Tensor, centre: torch.Tensor, lines: torch.Tensor, vertices: torch.Tensor,
-                  subdiv: torch.Tensor, side: int) -> torch.Tensor:
-        """The whole-batch path: splatted line length per pixel of the canvas with its ring, [B, side^2]. The
-        samples of an image are gathered by flat index m = s V + k (point s of edge k), padded to the batch's
-        largest image and masked, in the per-image path's order."""
-        b, device = coef.shape[0], coef.device
-        lmax, mmax = int(lines.max()), int((vertices * subdiv).max())
-        radius = torch.bmm(coef[:, :lmax], radial)  # [B, Lmax, Vmax]
-        x = torch.addcmul(centre[:, 0].view(b, 1, 1), radius, cos.unsqueeze(1))
-        y = torch.addcmul(centre[:, 1].view(b, 1, 1), radius, sin.unsqueeze(1))
-        nxt = following.unsqueeze(1).expand(b, lmax, -1)
-        dx, dy = x.gather(2, nxt).sub_(x), y.gather(2, nxt).sub_(y)
-        weight = torch.hypot(dx, dy).div_(subdiv.view(b, 1, 1).float())
-        m = torch.arange(mmax, device=device).view(1, -1)
-        v = vertices.view(b, 1)
-        t = torch.div(m, v, rounding_mode="floor").float() / subdiv.view(b, 1).float()
-        edge = torch.remainder(m, v).unsqueeze(1).expand(b, lmax, mmax)
-        px = torch.addcmul(x.gather(2, edge), dx.gather(2, edge), t.unsqueeze(1))
-        py = torch.addcmul(y.gather(2, edge), dy.gather(2, edge), t.unsqueeze(1))
-        valid = (torch.arange(lmax, device=device).view(1, -1, 1) < lines.view(b, 1, 1)) & (
-            m < v * subdiv.view(b, 1)).unsqueeze(1)
-        return self._splat(px, py, weight.gather(2, edge) * valid, side, b).view(b, -1)
-
-    def _coefficients(self, geometry: torch.Tensor, knots: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
-        """Per line, the coefficients of its vertex radii in the basis of `_vertex_terms`, [B, 200, 13], in pixels:
-        (rho_l, rho_l * noise amplitude * G_l), rho_l = start + l * step, G_l = (sum over lines l' <= l of the
-        Perlin gradients of line l', faded between the knot rows around it) / lines."""
-        dev = geometry.device
-        steps = torch.arange(MAX_LINES, device=dev, dtype=torch.float32)
-        rho = torch.addcmul(geometry[:, :1], geometry[:, 1:2], steps) * float(self.size)  # [B, 200]
-        pos = steps / LINE_CELL
-        row = pos.floor().long()
-        f = _fade(pos - row.float()).view(1, -1, 1)
-        below, above = knots.index_select(1, row), knots.index_select(1, row + 1)
-        gradients = torch.cumsum(torch.addcmul(below, f, above - below), 1) / lines.view(-1, 1, 1).float()
-        return torch.cat([rho.unsqueeze(-1), (rho * geometry[:, 2:3]).unsqueeze(-1) * gradients], -1)
-
-    def _vertex_terms(self, geometry: torch.Tensor, cells: torch.Tensor, vertices: torch.Tensor, vmax: int,
-                      rows: int) -> tuple[torch.Tensor, ...]:
-        """For vertex k of each image: the radial basis [B, rows, Vmax] (row 0: 1 + sinusoids; rows 1..cells: the
-        Perlin weights of the vertex's two lattice cells, zero elsewhere), cos and sin of its angle [B, Vmax] and
-        the index of the next vertex [B, Vmax]. Vertices past an image's count repeat its last one."""
-        b, dev = geometry.shape[0], geometry.device
-        v = vertices.view(b, 1)
-        k = torch.minimum(torch.arange(vmax, device=dev).view(1, -1), v - 1)
-        frac = k.float() / v.float()  # position around the contour, [0, 1)
-        alpha = 2.0 * math.pi * frac
-        amplitude, n1, n2, ph1, ph2, rot = (geometry[:, i].view(b, 1) for i in range(3, 9))
-        wave = 0.5 * (torch.sin(n1 * alpha + ph1) + torch.sin(n2 * alpha + ph2))
-        theta = alpha + rot
-        c = cells.view(b, 1)
-        u = frac * c.float()
-        cell = torch.minimum(u.floor().long(), c - 1)
-        f = u - cell.float()
-        fade = _fade(f)
-        radial = torch.zeros(b, rows, vmax, device=dev)
-        radial[:, 0] = torch.addcmul(torch.ones_like(wave), wave, amplitude)
-        radial[:, 1:].scatter_(1, cell.unsqueeze(1), (f * (1.0 - fade)).unsqueeze(1))
-        radial[:, 1:].scatter_add_(1, torch.remainder(cell + 1, c).unsqueeze(1), ((f - 1.0) * fade).unsqueeze(1))
-        return radial, torch.cos(theta), torch.sin(theta), torch.remainder(k + 1, v)
-
-    @staticmethod
-    def _splat(px: torch.Tensor, py: torch.Tensor, weight: torch.Tensor, side: int, images: int = 1) -> torch.Tensor:
-        """Summed weights of points px, py (pixels; [images, ...] when images > 1) on the canvas with its ring,
-        [images * side^2], by one `bincount`; points outside land on the ring."""
-        index = py.clamp_(0.0, side - 1.0).to(torch.int32).mul_(side)
-        index += px.clamp_(0.0, side - 1.0).to(torch.int32)
-        if images > 1:
-            index += (torch.arange(images, device=index.device, dtype=torch.int32) * (side * side)).view(
-                (images,) + (1,) * (index.dim() - 1))
-        return torch.bincount(index.view(-1), weight.reshape(-1), minlength=images * side * side)
-
-    def _shade(self, coverage: torch.Tensor, colours: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, S, S]: line colour over the background with opacity = length of line in the pixel x gain
-        (a pixel that a line only clips is partly covered: anti-aliasing)."""
-        b, size = coverage.shape[0], self.size
-        alpha = (coverage[:, 1:-1, 1:-1] * gain.view(b, 1, 1)).clamp_(0.0, 1.0).unsqueeze(1)
-        line, back = colours[:, 0].view(b, 3, 1, 1), colours[:, 1].view(b, 3, 1, 1)
-        return torch.addcmul(back, alpha, line - back).clamp_(0.0, 1.0)
+    def _draw(self, canvas: torch.Tensor, x: torch.Tensor, y: torch.Tensor, grey: torch.Tensor) -> None:
+        """Add to `canvas` the lines through vertices x, y ([l, V+1], pixels from the canvas centre; vertex V
+        closes each polygon) in their greys minus the background ([l])."""
+        side, half = self.size + 2, self.size / 2.0
+        lines, vertices, device = x.shape[0], x.shape[1] - 1, x.device
+        dx, dy = x[:, 1:] - x[:, :-1], y[:, 1:] - y[:, :-1]  # [l, V] edges
+        length = torch.maximum(dx.abs(), dy.abs())  # Chebyshev length: the pixel steps along the major axis
+        # Edges the canvas cannot see get length 0. Every point of an edge is within its length of either end,
+        # so when both ends are further than that (Chebyshev) from the canvas centre plus half a side, the edge
+        # is all outside. Done by arithmetic (masking is slow on CPU): margin < 0 clamps to 0, the rest grows huge.
+        reach = torch.maximum(x.abs(), y.abs())
+        margin = torch.sub(length, torch.minimum(reach[:, 1:], reach[:, :-1])).add_(half).clamp_(min=0.0)
+        torch.minimum(length, margin.mul_(1e9), out=length)
+        n = length.ceil()  # points per edge, one per pixel step (0: not drawn)
+        ends = n.view(-1).cumsum(0)  # float sums of integers: exact below 2^24
+        total = int(ends[-1])
+        if total == 0:
+            return
+        inv = n.clamp(min=1.0).reciprocal_()
+        # point j of the group (of edge e, starting at point ends_e - n_e) sits at a + j s, half a step into its
+        # pixel step: a = vertex + s (1/2 - ends_e + n_e) + the canvas corner (1, 1); s = edge / n
+        rows = torch.empty(4, lines, vertices, device=device)
+        torch.mul(dx, inv, out=rows[2])
+        torch.mul(dy, inv, out=rows[3])
+        offset = torch.sub(n, ends.view(lines, vertices)).add_(0.5)
+        torch.addcmul(x[:, :-1], rows[2], offset, out=rows[0]).add_(half + 1.0)
+        torch.addcmul(y[:, :-1], rows[3], offset, out=rows[1]).add_(half + 1.0)
+        # per point: its length of line, and length x (grey - background), as one complex number
+        ink = torch.empty(lines, vertices, 2, device=device)
+        torch.mul(length, inv, out=ink[..., 0])
+        torch.mul(ink[..., 0], grey.view(-1, 1), out=ink[..., 1])
+        # the edge of each point: the number of edge ends at or before it
+        marks = torch.zeros(total + 1, dtype=torch.int32, device=device)
+        marks.index_add_(0, ends.to(torch.int32), torch.ones(ends.shape, dtype=torch.int32, device=device))
+        owner = marks[:total].cumsum(0, dtype=torch.int32)
+        ax, ay, sx, sy = rows.view(4, -1).index_select(1, owner)
+        j = torch.arange(total, device=device, dtype=torch.float32)
+        index = torch.addcmul(ay, sy, j).clamp_(0.0, side - 1.0).to(torch.int32).mul_(side)
+        index += torch.addcmul(ax, sx, j).clamp_(0.0, side - 1.0).to(torch.int32)
+        canvas.index_add_(0, index, torch.view_as_complex(ink).view(-1).index_select(0, owner))
