@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file
 
 from synthsight.config import Config, EvalConfig, config_from_dict
 from synthsight.eval.data import LabeledImages, load_dataset
@@ -28,7 +27,7 @@ from synthsight.eval.protocols import PROTOCOLS, ProtocolInputs, check_protocols
 from synthsight.eval.result import ProtocolResult
 from synthsight.models.preprocess import normalize_images
 from synthsight.train.build import build_backbone
-from synthsight.train.checkpoint import FILES, load_checkpoint, resolve_checkpoint
+from synthsight.train.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 
 PRETRAINED = "synthsight pretrained (synthetic only)"
 PRETRAINED_REAL = "synthsight pretrained (real images: {real})"  # a data.real run: the real-data reference
@@ -108,12 +107,13 @@ class EvalReport:
 
 
 def load_backbone(checkpoint: Path) -> tuple[torch.nn.Module, Config, Path]:
-    """The backbone of a checkpoint (or a run folder's newest good one), with the run's config."""
+    """The backbone of a checkpoint (or a run folder's newest good one), with the run's config; a checkpoint holding
+    NaN or Inf is refused (NonFiniteStateError) rather than evaluated at chance."""
     ckpt = resolve_checkpoint(checkpoint)
     meta = load_checkpoint(ckpt)
     cfg = config_from_dict(meta["config"])
     backbone = build_backbone(cfg)
-    weights = load_file(str(ckpt / FILES[0]))
+    weights = load_weights(ckpt)
     prefix = "backbone."
     backbone.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
     return backbone, cfg, ckpt
