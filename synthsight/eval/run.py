@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from synthsight.config import Config, EvalConfig, config_from_dict
-from synthsight.eval.data import LabeledImages, load_dataset
+from synthsight.eval.data import LabeledImages, align_classes, load_dataset
 from synthsight.eval.features import extract_features
 from synthsight.eval.protocols import PROTOCOLS, ProtocolInputs, check_protocols
 from synthsight.eval.result import ProtocolResult
@@ -156,6 +156,7 @@ def evaluate(checkpoint: Path, cfg: EvalConfig, device: str | torch.device = "cp
     train = load_dataset(cfg.data, "train", size=cfg.size, limit=cfg.limit, seed=cfg.seed, skip_bad=cfg.skip_bad)
     test = load_dataset(cfg.test_data, "test", size=cfg.size, limit=cfg.test_limit, seed=cfg.seed,
                         skip_bad=cfg.skip_bad)
+    test = align_classes(train, test)  # by class name: a test split may lack some classes
     if len(train.classes) != len(test.classes):
         log(f"eval: warning: the train data names {len(train.classes)} classes, the test data "
             f"{len(test.classes)}; labels are compared by index")

@@ -117,13 +117,13 @@ def export(checkpoint: Path, formats: list[str], out_dir: Path, with_head: bool 
             raise ExportError(INSTALL_HINT)
     out_dir = Path(out_dir)
     _check_out(out_dir, ckpt, overwrite)
-    with staged_folder(out_dir) as tmp:
-        return _export(ckpt, meta, cfg, run_dir, formats, tmp, with_head, progress)
+    bar = tqdm(total=len(formats) + 3, desc="export", unit="step", disable=not progress)
+    with bar, staged_folder(out_dir) as tmp:  # the bar is closed on failure too, before the error is printed
+        return _export(ckpt, meta, cfg, run_dir, formats, tmp, with_head, bar)
 
 
 def _export(ckpt: Path, meta: dict[str, Any], cfg, run_dir: Path | None, formats: list[str], out_dir: Path,
-            with_head: bool, progress: bool) -> dict[str, Any]:
-    bar = tqdm(total=len(formats) + 3, desc="export", unit="step", disable=not progress)
+            with_head: bool, bar: tqdm) -> dict[str, Any]:
 
     net = load_teacher(ckpt)  # verifies the checkpoint's SHA-256, builds the method without its teachers, frozen
     head = net.head if with_head else None
