@@ -183,8 +183,10 @@ def default_dir(kind: str) -> Path:
 
 def _eval_device(device_name: str) -> str:
     """The device evaluation runs on: the run's trainer.device, with 'auto' resolved as for training."""
+    from synthsight.config import check_device
     from synthsight.train.distributed import resolve_device
 
+    check_device(device_name, "--device")
     return str(resolve_device(device_name))
 
 

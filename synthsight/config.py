@@ -142,7 +142,7 @@ class TrainerConfig:
     accumulate: int = 1  # micro-batches per step (gradient accumulation): same global batch in less memory
     sync_bn: bool = False  # with several processes, BatchNorm statistics over the global batch (SyncBatchNorm)
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
-    skip_nonfinite: bool = False  # skip (and count) a step whose loss or gradient is NaN/Inf instead of stopping
+    skip_nonfinite: bool = False  # skip (and count) a step whose loss or gradient is NaN/Inf (buffers restored)
     max_consecutive_skips: int = 10  # with skip_nonfinite: this many skipped steps in a row stop the run
     threads: int = 0  # torch intra-op threads; 0 = all cores (under torchrun: OMP_NUM_THREADS, 1 by default)
     workers: int = 1  # data-loader processes generating images beside training; 0 = generate in the main process

@@ -45,8 +45,10 @@ def nonfinite_entries(tensors: dict[str, torch.Tensor]) -> list[str]:
     names = [k for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
     if not names:
         return []
-    finite = torch.stack([torch.isfinite(tensors[k]).all().to("cpu") for k in names])
-    return [k for k, ok in zip(names, finite.tolist()) if not ok]
+    flags = [torch.isfinite(tensors[k]).all() for k in names]
+    same_device = len({f.device for f in flags}) == 1
+    finite = torch.stack(flags if same_device else [f.cpu() for f in flags]).tolist()
+    return [k for k, ok in zip(names, finite) if not ok]
 
 
 def name_some(names: list[str], n: int = 5) -> str:
