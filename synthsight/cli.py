@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from synthsight import __version__
+from synthsight.outputs import check_out_path, is_empty, os_error_message
 
 EPILOG = "Configs: presets in configs/*.yaml; override any key with dotted KEY=VALUE, e.g. trainer.steps=200."
 
@@ -77,7 +78,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="neighbours for the k-NN headline number (default 20); k=20 and k=200 are reported as well")
     p.add_argument("--seed", type=int, default=0, help="seed of subsampling, validation split, k-means, few-shot draws")
     p.add_argument("--finetune-epochs", type=int, default=10, help="epochs of the finetune protocol (default 10)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/eval)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default RUN_DIR/eval, or RUN_DIR/eval-DATA-PROTOCOLS-TIME when RUN_DIR/eval "
+                   "already holds an evaluation)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output folder (default RUN_DIR/eval) if it already holds something")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable or non-image files in an ImageFolder (counted) instead of stopping")
@@ -189,6 +194,13 @@ def cmd_generate(args: argparse.Namespace) -> Path:
     return preview
 
 
+def _check_size(size: int | None, flag: str = "--size") -> None:
+    from synthsight.config import MAX_IMAGE_SIZE
+
+    if size is not None and not 1 <= size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"{flag} {size}: must be in 1..{MAX_IMAGE_SIZE} pixels")
+
+
 def default_dir(kind: str) -> Path:
     from synthsight.runs import default_run_dir
 
@@ -197,8 +209,10 @@ def default_dir(kind: str) -> Path:
 
 def _eval_device(device_name: str) -> str:
     """The device evaluation runs on: the run's trainer.device, with 'auto' resolved as for training."""
+    from synthsight.config import check_device
     from synthsight.train.distributed import resolve_device
 
+    check_device(device_name, "--device")
     return str(resolve_device(device_name))
 
 
@@ -228,6 +242,7 @@ def cmd_pretrain(args: argparse.Namespace) -> Path:
     from synthsight.report.html import build_report
     from synthsight.runs import eval_run, pretrain_run
     from synthsight.train.distributed import is_main_process
+    from synthsight.train.loop import read_run_config
 
     resume = args.resume is not None
     if args.print_config:
@@ -236,17 +251,22 @@ def cmd_pretrain(args: argparse.Namespace) -> Path:
     if resume:
         if run_dir is None or not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"--resume needs a run folder holding config.json; got {run_dir}")
-        cfg = config_from_dict(apply_overrides(json.loads((run_dir / "config.json").read_text()), args.overrides))
+        check_out_path(run_dir, "--resume")
+        cfg = config_from_dict(apply_overrides(read_run_config(run_dir), args.overrides))
     else:
         cfg = _run_config(args, [])
         run_dir = run_dir or default_dir("pretrain")
     result = pretrain_run(cfg, run_dir, resume=resume)
     if not is_main_process():  # under torchrun only rank 0 reports
         return run_dir
+    if result.finished_before:
+        print(f"{run_dir} had already finished its {result.steps} steps; wrote its missing provenance.json "
+              f"(raise trainer.steps to train further)\nrun folder: {run_dir}")
+        return run_dir
     print(f"pretrained {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.0f} img/s), "
           f"final loss {result.final_loss:.4f}")
-    if args.eval:
-        report = eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device))
+    if args.eval:  # the run's own evaluation: replaced as a whole when a resumed run is evaluated again
+        report = eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device), overwrite=True)
         print(results_table(report.encoders, cfg.eval.protocols))
     print(f"run folder: {run_dir}\nreport: {build_report(run_dir)}")
     return run_dir
@@ -267,11 +287,27 @@ def cmd_eval(args: argparse.Namespace) -> Path:
     )
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     out = args.out or (run_dir / "eval" if run_dir else default_dir("eval"))
-    report = eval_run(args.checkpoint, cfg, out, device=_eval_device(args.device), analysis=not args.no_analysis)
+    if args.out is None and run_dir is not None and not args.overwrite and not is_empty(out):
+        out = run_dir / eval_folder_name(cfg)  # each evaluation its own folder: never mixed with an earlier one
+        print(f"note: {run_dir / 'eval'} holds an earlier evaluation; this one goes to {out} (--overwrite replaces "
+              "the earlier one instead)")
+    report = eval_run(args.checkpoint, cfg, out, device=_eval_device(args.device), analysis=not args.no_analysis,
+                      overwrite=args.overwrite)
     print(results_table(report.encoders, cfg.protocols))
     print(f"report: {build_report(run_dir if run_dir is not None and out == run_dir / 'eval' else out)}")
     print(f"eval folder: {out}")
     return out
+
+
+def eval_folder_name(cfg) -> str:
+    """eval-DATA-PROTOCOLS-TIME, e.g. eval-fashion-mnist-knn+linear-20250101-120000 (file-name safe)."""
+    import re
+
+    spec = cfg.data.rstrip("/\\")
+    data = spec.split(":", 1)[0] if ":" in spec and not Path(spec).exists() else Path(spec).name
+    name = "-".join([re.sub(r"[^A-Za-z0-9._+-]+", "_", data)[:40], "+".join(cfg.protocols)[:60],
+                     time.strftime("%Y%m%d-%H%M%S")])
+    return f"eval-{name}"
 
 
 def cmd_finetune(args: argparse.Namespace) -> Path:
@@ -326,7 +362,7 @@ def cmd_demo(args: argparse.Namespace) -> Path:
     print(f"synthsight demo: {cfg.method['name']} on {families} with {cfg.model.backbone}, "
           f"{cfg.trainer.steps} steps x {cfg.trainer.batch_size} images; run folder {run_dir}")
     pretrain_run(cfg, run_dir)
-    report = eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device))
+    report = eval_run(run_dir, cfg.eval, run_dir / "eval", device=_eval_device(cfg.trainer.device), overwrite=True)
     path = build_report(run_dir)
     print(f"\n{results_table(report.encoders, cfg.eval.protocols)}\n")
     print(f"demo finished in {time.perf_counter() - t0:.0f} s\nreport: {path}\nrun folder: {run_dir}")
@@ -365,6 +401,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="safetensors,onnx", help="comma-separated: safetensors, onnx (default both)")
     p.add_argument("--with-head", action="store_true", help="also export the method's head (e.g. SimCLR projector)")
     p.add_argument("--out", type=Path, default=None, help="export folder (default RUN_DIR/export)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the export folder even if it holds files that are not an earlier export")
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:
@@ -378,9 +416,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 def cmd_distill(args: argparse.Namespace) -> Path:
     import dataclasses
 
-    import yaml
-
-    from synthsight.config import apply_overrides, config_from_dict, preset_path
+    from synthsight.config import apply_overrides, config_from_dict, read_preset
     from synthsight.runs import eval_run, pretrain_run
     from synthsight.train.checkpoint import resolve_checkpoint
     from synthsight.train.distributed import is_main_process
@@ -390,7 +426,7 @@ def cmd_distill(args: argparse.Namespace) -> Path:
                                                eval=args.eval, preset=None))
     if not args.teacher:
         raise ValueError("name at least one teacher: --teacher RUN_DIR (repeat it for an ensemble)")
-    values = yaml.safe_load(preset_path(args.preset).read_text()) or {}
+    values = read_preset(args.preset)
     method = {"name": "distill", "teachers": [str(resolve_checkpoint(t)) for t in args.teacher]}
     method.update({k: v for k, v in (("loss", args.loss), ("temperature", args.temperature)) if v is not None})
     values["method"] = method  # the preset's own method options belong to another method
@@ -406,7 +442,8 @@ def cmd_distill(args: argparse.Namespace) -> Path:
         from synthsight.eval.run import results_table
 
         eval_cfg = dataclasses.replace(cfg.eval, compare=list(cfg.eval.compare) + method["teachers"])
-        report = eval_run(run_dir, eval_cfg, run_dir / "eval", device=_eval_device(cfg.trainer.device))
+        report = eval_run(run_dir, eval_cfg, run_dir / "eval", device=_eval_device(cfg.trainer.device),
+                          overwrite=True)
         print(results_table(report.encoders, eval_cfg.protocols))
     print(f"run folder: {run_dir}")
     return run_dir
@@ -419,7 +456,7 @@ def cmd_export(args: argparse.Namespace) -> Path:
     ckpt = resolve_checkpoint(args.checkpoint)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     out = args.out or (run_dir / "export" if run_dir else default_dir("export"))
-    info = export(ckpt, args.format, out, with_head=args.with_head)
+    info = export(ckpt, args.format, out, with_head=args.with_head, overwrite=args.overwrite)
     for name in info["files"]:
         print(f"  {out / name}")
     if info.get("timm_architecture"):
@@ -499,11 +536,20 @@ COMMANDS = {"generate": cmd_generate, "pretrain": cmd_pretrain, "eval": cmd_eval
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "out", None) is not None:
+            check_out_path(args.out)
+        _check_size(getattr(args, "size", None))
         code = COMMANDS[args.command](args)  # an int is an exit status (verify: 1 = FAIL); a Path means success
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         if os.environ.get("SYNTHSIGHT_DEBUG"):
             raise
         print(f"synthsight {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a read-only folder: one line, not a traceback
+        if os.environ.get("SYNTHSIGHT_DEBUG"):
+            raise
+        message = os_error_message(err, resume_hint=args.command in ("pretrain", "distill", "demo"))
+        print(f"synthsight {args.command}: error: {message}", file=sys.stderr)
         return 2
     return code if isinstance(code, int) else 0
 

@@ -5,13 +5,16 @@ Example:
     >>> cfg.trainer.steps
     200
 
-A typo in a key names the closest valid key; a wrong type names the expected one.
+A typo in a key names the closest valid key; a wrong type names the expected one; malformed YAML names the file or
+the override and the line. Numbers in plain scientific notation (1e-3) are numbers, as in YAML 1.2.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -24,10 +27,41 @@ from synthsight.augment.views import ViewConfig
 from synthsight.family_spec import join_split_options, parse_family_spec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+MAX_IMAGE_SIZE = 4096  # upper bound of every image side in a config (render_size, views.size, eval.size)
+SIZE_RULE = f"[1,{MAX_IMAGE_SIZE}]"
 
 
 class ConfigError(ValueError):
     """A configuration value or key that cannot be used; the message says which and how to fix it."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that 1e-3 and 5E+2 are numbers (YAML 1.1 wants 1.0e-3; 1.2 does not)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text -> value; ConfigError naming `where` (a file or an override) and the line of a syntax error."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where} is not valid YAML{line}: {problem}; fix it (e.g. quote text holding ':' or "
+                          "'#', close every bracket)") from None
+
+
+def check_device(name: str, key: str = "trainer.device") -> None:
+    """ConfigError unless name is auto, cpu, cuda or cuda:N."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name):
+        hint = _closest(str(name), ["auto", "cpu", "cuda"])
+        raise ConfigError(f"{key} = {name!r}: must be one of auto, cpu, cuda, cuda:N (N a GPU index).{hint}"
+                          .rstrip("."))
 
 
 def _rule(rule: str) -> tuple[Any, str]:
@@ -50,6 +84,8 @@ def check_ranges(obj: Any, section: str, **rules: str) -> None:
         value = getattr(obj, name)
         ok, wording = _rule(rule)
         for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{section}.{name} = {value!r}: must be a finite number {wording}")
             if item is not None and not ok(item):
                 raise ConfigError(f"{section}.{name} = {value!r}: must be {wording}")
 
@@ -74,7 +110,7 @@ class DataConfig:
     real: str | None = None
 
     def __post_init__(self) -> None:
-        check_ranges(self, "data", render_size=">=8", weights=">=0")
+        check_ranges(self, "data", render_size=f"[8,{MAX_IMAGE_SIZE}]", weights=">=0")
         if self.real is not None and not self.real.strip():
             raise ConfigError("data.real is empty: give an eval data spec (fashion-mnist, an ImageFolder dir, an .npz) "
                               "or leave it unset (null) to pretrain on the synthetic families")
@@ -114,7 +150,8 @@ class TrainerConfig:
     accumulate: int = 1  # micro-batches per step (gradient accumulation): same global batch in less memory
     sync_bn: bool = False  # with several processes, BatchNorm statistics over the global batch (SyncBatchNorm)
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
-    skip_nonfinite: bool = False  # skip (and count) a step whose loss or gradient is NaN/Inf instead of stopping
+    skip_nonfinite: bool = False  # skip (and count) a step whose loss or gradient is NaN/Inf (buffers restored)
+    max_consecutive_skips: int = 10  # with skip_nonfinite: this many skipped steps in a row stop the run
     threads: int = 0  # torch intra-op threads; 0 = all cores (under torchrun: OMP_NUM_THREADS, 1 by default)
     workers: int = 1  # data-loader processes generating images beside training; 0 = generate in the main process
     device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each process takes cuda:LOCAL_RANK
@@ -139,12 +176,14 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         check_ranges(self, "trainer", steps=">=1", batch_size=">=2", lr=">0", weight_decay=">=0", warmup_steps=">=0",
                      min_lr=">=0", accumulate=">=1", grad_clip=">=0", threads=">=0", workers=">=0", log_every=">=1",
-                     checkpoint_every=">=1", keep_checkpoints=">=0", collapse_check_every=">=0",
+                     checkpoint_every=">=1", keep_checkpoints=">=0", max_consecutive_skips=">=1",
+                     collapse_check_every=">=0",
                      collapse_patience=">=1", collapse_min_std=">=0", collapse_min_rank=">=0",
                      collapse_max_entropy="(0,1]", collapse_max_argmax_share="(0,1]", online_eval_every=">=0",
                      online_eval_limit=">=2", online_eval_test_limit=">=1")
         check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"),
                       log=("csv", "tensorboard"))
+        check_device(self.device)
         if self.min_lr > self.lr:
             raise ConfigError(f"trainer.min_lr = {self.min_lr} is above trainer.lr = {self.lr}; lower it")
 
@@ -172,7 +211,7 @@ class EvalConfig:
     skip_bad: bool = False  # skip unreadable files in an ImageFolder (counted and reported) instead of stopping
 
     def __post_init__(self) -> None:
-        check_ranges(self, "eval", size=">=1", limit=">=1", test_limit=">=1", knn_k=">=1", knn_temperature=">0",
+        check_ranges(self, "eval", size=SIZE_RULE, limit=">=1", test_limit=">=1", knn_k=">=1", knn_temperature=">0",
                      batch_size=">=1", knn_extra_k=">=1", kmeans_n_init=">=1", fewshot_shots=">=1",
                      fewshot_draws=">=1", finetune_epochs=">=1")
 
@@ -234,6 +273,8 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} = {value!r}: expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} = {value!r}: expected a finite number")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -275,7 +316,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key:
         raise ConfigError(f"override {text!r} has no key")
-    return key.split("."), yaml.safe_load(raw) if raw else ""
+    return key.split("."), parse_yaml(raw, f"override {text!r}") if raw else ""
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -333,7 +374,7 @@ def read_preset(preset: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = preset_path(preset)
     if str(path) in seen:
         raise ConfigError(f"presets inherit from each other in a loop: {' -> '.join(seen + (str(path),))}")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = parse_yaml(path.read_text(), f"config file {path}") or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (data, views, model, method, trainer, eval)")
     base = values.pop("base", None)

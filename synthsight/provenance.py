@@ -402,8 +402,11 @@ def verify_provenance(path: Path) -> VerifyReport:
         raise FileNotFoundError(f"{path} does not exist; pass a provenance.json or a run/export folder holding one")
     try:
         record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} holds a JSON {type(record).__name__}, not a synthsight provenance record (an object "
+                         f"with format {FORMAT!r}); pass the provenance.json of a run or export folder")
     if record.get("format") != FORMAT:
         raise ValueError(f"{path} is not a synthsight provenance record (format {record.get('format')!r}, "
                          f"expected {FORMAT!r})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -10,13 +11,16 @@ from pathlib import Path
 import torch
 
 from synthsight.augment.views import make_view
-from synthsight.config import Config, EvalConfig
+from synthsight.config import Config, EvalConfig, config_from_dict
 from synthsight.eval.run import EvalReport, evaluate, metric_rows, results_table
 from synthsight.generators.io import save_grid
-from synthsight.provenance import write_provenance
+from synthsight.outputs import check_replaceable, is_empty, staged_folder
+from synthsight.provenance import FILENAME, write_provenance
+from synthsight.run_lock import run_lock
 from synthsight.train.build import build_stream
+from synthsight.train.checkpoint import read_meta
 from synthsight.train.distributed import env_world_size, is_main_process
-from synthsight.train.loop import TrainResult, pretrain
+from synthsight.train.loop import RunFinishedError, TrainResult, pretrain
 
 
 def default_run_dir(kind: str) -> Path:
@@ -33,11 +37,37 @@ def write_samples(cfg: Config, run_dir: Path, n: int = 32) -> None:
 
 
 def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Pretrain, then write sample grids, train_summary.json and provenance.json (under torchrun: rank 0 only)."""
-    result = pretrain(cfg, run_dir, resume=resume, progress=progress)
-    if not is_main_process():
-        return result
-    write_samples(cfg, run_dir)
+    """Pretrain, then write train_summary.json, provenance.json and the sample grids, in that order: what `verify`
+    needs first, optional pictures last (under torchrun: rank 0 only). The run folder stays locked throughout.
+
+    --resume of a finished run whose provenance.json is missing (the disk filled up after the last checkpoint)
+    writes it and returns a result with `finished_before` set; with provenance.json present it is refused.
+    """
+    main = is_main_process()
+    with run_lock(run_dir) if main else contextlib.nullcontext():
+        try:
+            result = pretrain(cfg, run_dir, resume=resume, progress=progress)
+        except RunFinishedError as err:
+            if not (main and resume and err.checkpoint is not None) or (Path(run_dir) / FILENAME).is_file():
+                raise
+            return _write_missing_provenance(run_dir, err.checkpoint)
+        if not main:
+            return result
+        _write_records(cfg, run_dir, result)
+        write_samples(cfg, run_dir)
+    return result
+
+
+def _write_missing_provenance(run_dir: Path, checkpoint: Path) -> TrainResult:
+    """provenance.json of a finished run, from the config its final checkpoint was trained with."""
+    meta = read_meta(checkpoint)
+    cfg = config_from_dict(meta["config"])
+    write_provenance(cfg, run_dir, checkpoint, world_size=int(meta.get("world_size", 1)))
+    return TrainResult(Path(run_dir), int(meta["step"]), float("nan"), 0.0, 0.0, checkpoint,
+                       int(meta.get("skipped_steps", 0)), finished_before=True)
+
+
+def _write_records(cfg: Config, run_dir: Path, result: TrainResult) -> None:
     summary = {
         "steps": result.steps, "final_loss": round(result.final_loss, 4), "seconds": round(result.seconds, 1),
         "images_per_second": round(result.images_per_second, 1), "checkpoint": str(result.checkpoint),
@@ -48,18 +78,43 @@ def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: boo
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size())  # what `synthsight verify` checks
-    return result
+
+
+def check_eval_out(out_dir: Path, checkpoint: Path, cfg: EvalConfig, overwrite: bool) -> None:
+    """Refuse (before any work) a file, or a non-empty folder unless `overwrite`; never one that holds the
+    checkpoint, a compared checkpoint, the data, or a run."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is an existing file, not a folder; choose a folder path")
+    if is_empty(out_dir):
+        return
+    specs = [cfg.data, cfg.test_data, *(c for c in cfg.compare if c not in ("random", "pixels"))]
+    check_replaceable(out_dir, [Path(checkpoint), *(Path(s.partition(":")[2] or s).expanduser() for s in specs)])
+    if not overwrite:
+        what = "an earlier evaluation (metrics.json)" if (out_dir / "metrics.json").is_file() else "other files"
+        raise ValueError(f"{out_dir} already holds {what}; pass --overwrite to replace it, or choose another --out")
 
 
 def eval_run(checkpoint: Path, cfg: EvalConfig, out_dir: Path, device: str = "cpu", progress: bool = True,
-             analysis: bool = True) -> EvalReport:
+             analysis: bool = True, overwrite: bool = False) -> EvalReport:
     """Evaluate and write metrics.json, metrics.csv (encoder x protocol x metric), per_class.csv and table.md;
-    with `analysis`, also the feature analysis (t-SNE, unit selectivity, retrieval, attention maps, per class)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with `analysis`, also the feature analysis (t-SNE, unit selectivity, retrieval, attention maps, per class).
+
+    out_dir is written under a temporary name and swapped in once complete, so it never mixes two evaluations and a
+    failure leaves an earlier one as it was; a non-empty out_dir is replaced only with `overwrite`."""
+    out_dir = Path(out_dir)
+    check_eval_out(out_dir, checkpoint, cfg, overwrite)
     t0 = time.perf_counter()
     report = evaluate(checkpoint, cfg, device=device, progress=progress)
+    with staged_folder(out_dir) as tmp:
+        _write_evaluation(report, cfg, tmp, time.perf_counter() - t0, analysis, progress)
+    return report
+
+
+def _write_evaluation(report: EvalReport, cfg: EvalConfig, out_dir: Path, seconds: float, analysis: bool,
+                      progress: bool) -> None:
     data = report.to_dict()
-    data["seconds"] = round(time.perf_counter() - t0, 1)
+    data["seconds"] = round(seconds, 1)
     (out_dir / "metrics.json").write_text(json.dumps(data, indent=1))
     for name, rows in (("metrics.csv", metric_rows(report.encoders)), ("per_class.csv", report.per_class_rows())):
         with open(out_dir / name, "w", newline="") as f:
@@ -71,7 +126,6 @@ def eval_run(checkpoint: Path, cfg: EvalConfig, out_dir: Path, device: str = "cp
         from synthsight.analysis.run import run_analyses
 
         run_analyses(report, out_dir, progress=progress)
-    return report
 
 
 def finetune_run(checkpoint: Path, out_dir: Path, data: str = "fashion-mnist", test_data: str = "fashion-mnist",

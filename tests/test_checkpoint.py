@@ -145,3 +145,61 @@ def test_a_checkpoint_missing_its_weights_file_is_refused_and_skipped(tmp_path, 
     with pytest.raises(CheckpointError):
         load_checkpoint(newest, _model_and_opt(1)[0])
     assert latest_good_checkpoint(tmp_path).name == "step-000001"
+
+
+def test_a_checkpoint_without_its_sha256_entries_is_refused(tmp_path, capsys):
+    model, opt = _model_and_opt()
+    save_checkpoint(tmp_path, 1, model, opt, {}, keep=3)
+    for step, drop in ((2, ["model.safetensors"]), (3, None)):  # one entry missing; the whole table missing
+        ckpt = save_checkpoint(tmp_path, step, model, opt, {}, keep=3)
+        meta = json.loads((ckpt / "meta.json").read_text())
+        if drop:
+            for name in drop:
+                del meta["sha256"][name]
+        else:
+            del meta["sha256"]
+        (ckpt / "meta.json").write_text(json.dumps(meta))
+        with pytest.raises(CheckpointError, match=r"records no SHA-256 for model.safetensors.*refused"):
+            verify_checkpoint(ckpt)
+        with pytest.raises(CheckpointError, match="records no SHA-256"):
+            load_checkpoint(ckpt, *_model_and_opt(1))
+    assert latest_good_checkpoint(tmp_path).name == "step-000001"  # resume and eval fall back to a checked one
+
+
+def test_non_finite_state_is_never_saved_nor_loaded(tmp_path):
+    from safetensors.torch import save_file
+
+    from synthsight.train.checkpoint import NonFiniteStateError, load_weights, sha256_file
+
+    model, opt = _model_and_opt()
+    save_checkpoint(tmp_path, 1, model, opt, {}, keep=1)
+    model[1].running_var[3] = float("inf")  # BatchNorm statistics, not a parameter
+    with pytest.raises(NonFiniteStateError, match=r"refusing to save checkpoint step-000002: NaN or Inf in 1.running_var"):
+        save_checkpoint(tmp_path, 2, model, opt, {}, keep=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000001"]  # keep=1 deleted nothing
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    # a checkpoint written with NaN weights (by an older version) verifies, but its weights are refused
+    ckpt = tmp_path / "checkpoints" / "step-000001"
+    weights = load_weights(ckpt)
+    weights["0.weight"][0, 0] = float("nan")
+    save_file(weights, str(ckpt / "model.safetensors"))
+    meta = json.loads((ckpt / "meta.json").read_text())
+    meta["sha256"]["model.safetensors"] = sha256_file(ckpt / "model.safetensors")
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(NonFiniteStateError, match=r"holds NaN or Inf in 0.weight"):
+        load_checkpoint(ckpt, *_model_and_opt(1))
+
+
+def test_safetensors_write_errors_become_os_errors_and_files_get_the_usual_mode(tmp_path):
+    import errno
+    import os
+
+    from synthsight.train.checkpoint import save_tensors
+
+    with pytest.raises(OSError) as info:  # a real safetensors failure (its own exception type), not a simulated one
+        save_tensors({"a": torch.zeros(2)}, tmp_path / "missing" / "x.safetensors")
+    assert info.value.errno == errno.ENOENT and info.value.filename.endswith("x.safetensors")
+    save_tensors({"a": torch.zeros(2)}, tmp_path / "x.safetensors")
+    (tmp_path / "plain.txt").write_text("x")
+    mode = os.stat(tmp_path / "x.safetensors").st_mode & 0o777
+    assert mode == os.stat(tmp_path / "plain.txt").st_mode & 0o777  # safetensors alone leaves 0600

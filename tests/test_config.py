@@ -77,3 +77,44 @@ def test_presets_inherit_with_base(tmp_path):
     loop.write_text(f"base: {loop}\n")
     with pytest.raises(ConfigError, match="loop"):
         load_config(str(loop))
+
+
+def test_malformed_yaml_names_the_file_or_override_and_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  steps: 3\n  lr: [0.1, 0.2\nmodel:\n  width: 8\n")
+    with pytest.raises(ConfigError, match=rf"config file {bad} is not valid YAML at line \d+, column \d+"):
+        load_config(str(bad))
+    with pytest.raises(ConfigError, match=r"override 'data.families=\[spectrum' is not valid YAML at line 1"):
+        load_config("demo", ["data.families=[spectrum"])
+
+
+def test_plain_scientific_notation_is_a_number(tmp_path):
+    cfg = load_config("demo", ["trainer.lr=1e-3", "trainer.min_lr=5E-6", "method.temperature=2e-1"])
+    assert cfg.trainer.lr == 0.001 and cfg.trainer.min_lr == 5e-6 and cfg.method["temperature"] == 0.2
+    preset = tmp_path / "p.yaml"
+    preset.write_text("base: demo\ntrainer:\n  lr: 3e-4\n  weight_decay: 1.5e-2\n")
+    assert load_config(str(preset)).trainer.lr == 3e-4
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.lr=.inf", "trainer.lr = inf: expected a finite number"),
+    ("trainer.grad_clip=.nan", "trainer.grad_clip = nan: expected a finite number"),
+    ("views.size=100000", "views.size = 100000: must be in [1,4096]"),
+    ("data.render_size=9999", "data.render_size = 9999: must be in [8,4096]"),
+    ("trainer.device=tpu", "trainer.device = 'tpu': must be one of auto, cpu, cuda, cuda:N"),
+])
+def test_non_finite_numbers_huge_images_and_unknown_devices_name_the_key(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config("demo", [override])
+    assert message in str(info.value)
+
+
+def test_range_checks_refuse_non_finite_method_options():
+    from synthsight.config import check_ranges
+
+    class Options:
+        temperature = float("inf")
+
+    with pytest.raises(ConfigError, match=r"method.temperature = inf: must be a finite number > 0"):
+        check_ranges(Options(), "method", temperature=">0")
+    assert load_config("demo", ["trainer.device=cuda:1"]).trainer.device == "cuda:1"

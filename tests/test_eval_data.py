@@ -17,6 +17,7 @@ from synthsight.eval.data import (
     FASHION_MNIST_ENV,
     DatasetError,
     LabeledImages,
+    align_classes,
     load_dataset,
     resize_images,
     stratified_subset,
@@ -250,3 +251,24 @@ def test_a_generated_labelled_data_set_reads_back_as_an_image_folder(tmp_path: P
     assert [e["label"] for e in json.loads((flat / "manifest.json").read_text())["images"]] == labels[:4]
     assert main(["generate", "--family", "dead_leaves", "--n", "2", "--size", "16", "--out", str(tmp_path / "x"),
                  "--layout", "classes"]) == 2  # no categories: a clear error
+
+
+def test_npz_labels_are_their_sorted_distinct_values(tmp_path: Path) -> None:
+    images = np.zeros((6, 4, 4), np.uint8)
+    # one stray value (10**6 here; 10**9 got the process OOM-killed before) is one more class, not a million
+    stray = load_dataset(_npz(tmp_path, images=images, labels=np.array([0, 0, 1, 1, 0, 10**6])), size=4)
+    assert stray.classes == ["0", "1", "1000000"] and stray.labels.tolist() == [0, 0, 1, 1, 0, 2]
+    one_based = load_dataset(_npz(tmp_path, "b.npz", images=images, labels=np.array([3, 1, 2, 3, 1, 2])), size=4)
+    assert one_based.classes == ["1", "2", "3"] and one_based.labels.tolist() == [2, 0, 1, 2, 0, 1]
+    assert len(stray.classes) <= len(stray)  # never more classes than images
+
+
+def test_a_test_split_lacking_classes_keeps_the_training_indices(tmp_path: Path) -> None:
+    images = np.zeros((6, 4, 4), np.uint8)
+    train = load_dataset(_npz(tmp_path, "tr.npz", images=images, labels=np.array([0, 1, 2, 0, 1, 2])), size=4)
+    test = load_dataset(_npz(tmp_path, "te.npz", images=images, labels=np.array([0, 2, 2, 0, 2, 0])), size=4)
+    assert test.classes == ["0", "2"] and test.labels.tolist() == [0, 1, 1, 0, 1, 0]
+    aligned = align_classes(train, test)
+    assert aligned.classes == ["0", "1", "2"] and aligned.labels.tolist() == [0, 2, 2, 0, 2, 0]
+    other = LabeledImages(test.images, test.labels, ["x", "y"], "other")
+    assert align_classes(train, other) is other  # other names: left as they are (eval warns)

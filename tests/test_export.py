@@ -184,3 +184,42 @@ def test_vit_export_rebuilds_with_its_image_and_patch_size(tmp_path):
     x = torch.rand(2, 3, 24, 24)
     with torch.no_grad():
         torch.testing.assert_close(load_exported(out)(x), backbone.eval()(x))
+
+
+def test_a_failed_export_leaves_the_earlier_one_and_added_files_are_not_deleted(small_run, tmp_path, monkeypatch,
+                                                                                   capsys):
+    import errno
+
+    import synthsight.export.exporter as exporter
+
+    out = tmp_path / "x"
+    export(small_run, ["safetensors"], out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "model.safetensors"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(exporter, "write_weights", full)
+        assert main(["export", str(small_run), "--format", "safetensors", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
+    assert err.startswith("synthsight export: error: the disk is full: could not write")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier export, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # no temporary folder left beside it
+
+    export(small_run, ["safetensors"], out, progress=False)  # an earlier export alone is replaced
+    (out / "notes.txt").write_text("mine")
+    assert main(["export", str(small_run), "--format", "safetensors", "--out", str(out)]) == 2
+    assert "other files (notes.txt); refusing to delete them" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    assert main(["export", str(small_run), "--format", "safetensors", "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "notes.txt").exists() and (out / "export.json").is_file()
+    assert main(["export", str(small_run), "--out", str(small_run), "--overwrite"]) == 2  # never the run itself
+    assert "is a run folder" in capsys.readouterr().err and (small_run / "config.json").is_file()
+
+
+def test_exported_weights_have_the_permissions_of_the_other_files(small_run, tmp_path):
+    out = tmp_path / "x"
+    export(small_run, ["safetensors"], out, with_head=True, progress=False)
+    mode = (out / "README.md").stat().st_mode & 0o777
+    assert {(out / n).stat().st_mode & 0o777 for n in ("model.safetensors", "head.safetensors")} == {mode}

@@ -19,8 +19,13 @@ def _patch_step(monkeypatch, faults):
 
     def step(self, images, g, labels=None):
         calls["n"] += 1
+        fault = faults.get(calls["n"], faults.get("from") if calls["n"] >= faults.get("from_call", 1e9) else None)
+        if fault == "nan_batch":  # a NaN batch: NaN loss, and the forward pass writes NaN into BatchNorm statistics
+            images = images * float("nan")
+        if fault == "inf_bn":  # BatchNorm statistics overflow, while losses and gradients stay finite
+            with torch.no_grad():
+                self.backbone.features[1].running_var.fill_(float("inf"))
         out = real_step(self, images, g)
-        fault = faults.get(calls["n"])
         if fault == "nan_loss":
             return StepOutput(out.loss * float("nan"), out.terms)
         if fault == "nan_grad":  # finite loss, NaN gradient
@@ -111,3 +116,39 @@ def test_speed_switches_train(tiny_config, tmp_path):
         result = pretrain(tiny_config("trainer.steps=2", *switches), tmp_path / f"run{i}", progress=False)
         assert torch.isfinite(torch.tensor(result.final_loss)), switches
         assert len(list_checkpoints(result.run_dir)) == 1
+
+
+def _finite(ckpt) -> bool:
+    return all(torch.isfinite(w).all() for w in checkpoint.load_file(str(ckpt / "model.safetensors")).values())
+
+
+def test_non_finite_buffers_are_never_checkpointed_and_the_last_good_one_is_kept(tiny_config, tmp_path, monkeypatch):
+    from synthsight.train.loop import NonFiniteWeightsError
+
+    _patch_step(monkeypatch, {5: "inf_bn"})
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteWeightsError, match=r"NaN or Inf in backbone\.features\.1\.running_var at step 6 .*"
+                                                    r"not saved, the last good checkpoint is .*step-000003"):
+        pretrain(tiny_config("trainer.keep_checkpoints=1"), run, progress=False)
+    assert [p.name for p in list_checkpoints(run)] == ["step-000003"]  # keep_checkpoints=1 did not delete it
+    assert (run / "checkpoints" / "latest").read_text() == "step-000003"
+    assert _finite(run / "checkpoints" / "step-000003")
+
+
+def test_skip_nonfinite_undoes_the_buffers_of_a_skipped_step(tiny_config, tmp_path, monkeypatch):
+    _patch_step(monkeypatch, {4: "nan_batch"})
+    result = pretrain(tiny_config("trainer.skip_nonfinite=true"), tmp_path / "run", progress=False)
+    assert result.skipped_steps == 1
+    assert _finite(result.checkpoint)  # the NaN batch's BatchNorm update was rolled back with the step
+
+
+def test_skip_nonfinite_stops_after_too_many_skips_in_a_row(tiny_config, tmp_path, monkeypatch):
+    from synthsight.train.loop import NonFiniteError
+
+    _patch_step(monkeypatch, {"from_call": 2, "from": "nan_loss"})
+    with pytest.raises(NonFiniteError, match=r"3 steps in a row \(up to step 3\) had a non-finite loss.*"
+                                             r"trainer.max_consecutive_skips=3.*last good checkpoint is .*step-000003"):
+        pretrain(tiny_config("trainer.skip_nonfinite=true", "trainer.max_consecutive_skips=3"), tmp_path / "run",
+                 progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-000003"]  # skipped steps left it finite
+    assert _finite(tmp_path / "run" / "checkpoints" / "step-000003")

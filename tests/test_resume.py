@@ -89,3 +89,62 @@ def test_fp16_loss_scaler_state_is_checkpointed_and_restored(tiny_config, tmp_pa
     resumed = pretrain(cfg, tmp_path / "b", resume=True, progress=False)
     a, b = _weights(straight.checkpoint), _weights(resumed.checkpoint)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from synthsight.run_lock import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_second_writer_is_refused_and_a_dead_holders_lock_is_stale(tmp_path, capsys):
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["pretrain", *TINY, "--out", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"{run} is in use by another synthsight process (pid {holder.pid} on host" in err
+        assert err.count("\n") == 1 and "choose another --out" in err
+        assert [p.name for p in run.iterdir()] == [".lock"]  # nothing of the refused run was written
+    finally:
+        holder.send_signal(signal.SIGKILL)  # dies holding the lock, as a crashed run would
+        holder.communicate(timeout=30)
+    assert (run / ".lock").is_file()  # left behind, but the kernel released the lock with the process
+    assert main(["pretrain", *TINY, "--out", str(run)]) == 0
+    assert not (run / ".lock").exists()  # released on exit
+
+
+def test_a_refused_resume_writes_nothing(tiny_config, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    kill_after_first_checkpoint(monkeypatch, tiny_config(), run)
+    config = (run / "config.json").read_bytes()
+    assert main(["pretrain", "--resume", str(run), "model.width=16"]) == 2  # another architecture
+    err = capsys.readouterr().err
+    assert "cannot resume from" in err and "step-000003" in err and "model.width: 8 -> 16" in err
+    assert (run / "config.json").read_bytes() == config
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "train_log.csv"]
+    assert main(["pretrain", "--resume", str(run)]) == 0  # the run still resumes
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run), "trainer.lr=0.5"]) == 2  # finished: refused, untouched
+    assert "already finished 6 of 6 steps" in capsys.readouterr().err
+    assert (run / "config.json").read_bytes() == config
+    assert main(["verify", str(run)]) == 0
+
+
+def test_resume_of_a_finished_run_without_provenance_writes_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--out", str(run)]) == 0
+    config = (run / "config.json").read_bytes()
+    (run / "provenance.json").unlink()  # the disk filled up after the last checkpoint
+    assert main(["pretrain", "--resume", str(run)]) == 0
+    assert "had already finished its 6 steps; wrote its missing provenance.json" in capsys.readouterr().out
+    assert (run / "config.json").read_bytes() == config
+    assert main(["verify", str(run)]) == 0
+    assert main(["pretrain", "--resume", str(run)]) == 2  # now complete: refused as before

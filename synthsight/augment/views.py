@@ -25,9 +25,9 @@ class ViewConfig:
     grayscale_p: float = 0.2
 
     def __post_init__(self) -> None:
-        from synthsight.config import check_ranges  # config imports this module
+        from synthsight.config import SIZE_RULE, check_ranges  # config imports this module
 
-        check_ranges(self, "views", size=">=1", crop_scale_min="(0,1]", flip_p="[0,1]", jitter_p="[0,1]",
+        check_ranges(self, "views", size=SIZE_RULE, crop_scale_min="(0,1]", flip_p="[0,1]", jitter_p="[0,1]",
                      brightness=">=0", contrast=">=0", saturation=">=0", hue="[0,0.5]", grayscale_p="[0,1]")
 
 

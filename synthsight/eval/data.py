@@ -148,6 +148,20 @@ def _load_directory(root: Path, split: str, size: int, limit: int | None, seed: 
     return _load_image_folder(root, size, limit, seed, skip_bad)
 
 
+def align_classes(reference: LabeledImages, data: LabeledImages) -> LabeledImages:
+    """`data` with its labels re-indexed to `reference`'s class names when each of its class names is one of them
+    (a test split that lacks some classes of the training split keeps the training split's indices); otherwise
+    `data` as it is."""
+    if data.classes == reference.classes:
+        return data
+    index = {name: i for i, name in enumerate(reference.classes)}
+    if len(set(data.classes)) != len(data.classes) or not all(name in index for name in data.classes):
+        return data
+    mapping = torch.tensor([index[name] for name in data.classes], dtype=torch.int64)
+    labels = mapping[data.labels] if len(data.labels) else data.labels
+    return LabeledImages(data.images, labels, list(reference.classes), data.source, data.n_skipped)
+
+
 def stratified_subset(labels: torch.Tensor, limit: int, seed: int = 0) -> torch.Tensor:
     """Sorted indices of `limit` items, each class represented in proportion to its size, seeded.
 
@@ -345,13 +359,18 @@ def _npz_labels(path: Path, y: np.ndarray, n: int, names: list[str] | None) -> t
         y = y.astype(np.int64)
     if y.dtype.kind not in "iub":
         raise DatasetError(f"{path}: labels must be integer class indices (or class names), got dtype {y.dtype}")
-    labels = torch.from_numpy(y.astype(np.int64))
-    if n and int(labels.min()) < 0:
-        raise DatasetError(f"{path}: labels must be >= 0, found {int(labels.min())}")
-    n_classes = int(labels.max()) + 1 if n else 0
-    if names is not None and len(names) < n_classes:
-        raise DatasetError(f"{path}: 'classes' names {len(names)} classes but labels go up to {n_classes - 1}")
-    return labels, names if names is not None else [str(i) for i in range(n_classes)]
+    y = y.astype(np.int64)
+    if n and int(y.min()) < 0:
+        raise DatasetError(f"{path}: labels must be >= 0, found {int(y.min())}")
+    if names is not None:  # labels index the given class names
+        n_classes = int(y.max()) + 1 if n else 0
+        if len(names) < n_classes:
+            raise DatasetError(f"{path}: 'classes' names {len(names)} classes but labels go up to {n_classes - 1}")
+        return torch.from_numpy(y), names
+    # Without names, the distinct values are the classes, in ascending order, each named by its value: labels 0..K-1
+    # stay as they are, and one stray value (1e9) makes one more class, not a billion (never more than the images).
+    values, y = np.unique(y, return_inverse=True)
+    return torch.from_numpy(y.reshape(-1).astype(np.int64)), [str(v) for v in values.tolist()]
 
 
 def _as_nchw(path: Path, x: np.ndarray) -> np.ndarray:

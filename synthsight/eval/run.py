@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file
 
 from synthsight.config import Config, EvalConfig, config_from_dict
-from synthsight.eval.data import LabeledImages, load_dataset
+from synthsight.eval.data import LabeledImages, align_classes, load_dataset
 from synthsight.eval.features import extract_features
 from synthsight.eval.protocols import PROTOCOLS, ProtocolInputs, check_protocols
 from synthsight.eval.result import ProtocolResult
 from synthsight.models.preprocess import normalize_images
 from synthsight.models.build import build_backbone, initial_backbone
-from synthsight.train.checkpoint import FILES, load_checkpoint, resolve_checkpoint
+from synthsight.train.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 
 PRETRAINED = "synthsight pretrained (synthetic only)"
 PRETRAINED_REAL = "synthsight pretrained (real images: {real})"  # a data.real run: the real-data reference
@@ -108,12 +107,13 @@ class EvalReport:
 
 
 def load_backbone(checkpoint: Path) -> tuple[torch.nn.Module, Config, Path]:
-    """The backbone of a checkpoint (or a run folder's newest good one), with the run's config."""
+    """The backbone of a checkpoint (or a run folder's newest good one), with the run's config; a checkpoint holding
+    NaN or Inf is refused (NonFiniteStateError) rather than evaluated at chance."""
     ckpt = resolve_checkpoint(checkpoint)
     meta = load_checkpoint(ckpt)
     cfg = config_from_dict(meta["config"])
     backbone = build_backbone(cfg)
-    weights = load_file(str(ckpt / FILES[0]))
+    weights = load_weights(ckpt)
     prefix = "backbone."
     backbone.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
     return backbone, cfg, ckpt
@@ -155,6 +155,7 @@ def evaluate(checkpoint: Path, cfg: EvalConfig, device: str | torch.device = "cp
     train = load_dataset(cfg.data, "train", size=cfg.size, limit=cfg.limit, seed=cfg.seed, skip_bad=cfg.skip_bad)
     test = load_dataset(cfg.test_data, "test", size=cfg.size, limit=cfg.test_limit, seed=cfg.seed,
                         skip_bad=cfg.skip_bad)
+    test = align_classes(train, test)  # by class name: a test split may lack some classes
     if len(train.classes) != len(test.classes):
         log(f"eval: warning: the train data names {len(train.classes)} classes, the test data "
             f"{len(test.classes)}; labels are compared by index")

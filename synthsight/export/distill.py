@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from synthsight.augment.rng import Randomness
@@ -81,7 +80,7 @@ class Teacher:
 def load_teacher(path: Path | str) -> Teacher:
     """A teacher from a run folder (its newest good checkpoint) or checkpoints/step-N, frozen, in eval mode."""
     from synthsight.train.build import build_method
-    from synthsight.train.checkpoint import FILES, load_checkpoint, resolve_checkpoint
+    from synthsight.train.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 
     ckpt = resolve_checkpoint(Path(path))
     meta = load_checkpoint(ckpt)  # verifies the SHA-256 of every file first
@@ -90,7 +89,7 @@ def load_teacher(path: Path | str) -> Teacher:
         method = build_method(config_from_dict(meta["config"]))
     finally:
         _AS_TEACHER.reset(token)
-    method.load_state_dict(load_file(str(ckpt / FILES[0])))
+    method.load_state_dict(load_weights(ckpt))  # refuses NaN/Inf weights
     method.eval().requires_grad_(False)
     head = next((getattr(method, n) for n in HEAD_NAMES if isinstance(getattr(method, n, None), nn.Module)), None)
     out_dim = None

@@ -10,6 +10,10 @@
 
 Loading never unpickles: the checkpoint is read from safetensors and JSON only.
 
+The folder is assembled under a temporary name and swapped in only once every file is written, so a failed export
+leaves an earlier one untouched. An earlier export is replaced; a folder holding anything else (files added to an
+export included) only with `overwrite`.
+
 Example:
     >>> export(Path("runs/demo"), ["safetensors", "onnx"], Path("exports/demo"), with_head=False)
 """
@@ -17,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +35,7 @@ from synthsight.export.model_card import model_card
 from synthsight.export.onnx_model import ONNX_FILE, ExportError, export_onnx
 from synthsight.export.timm_weights import EXPORT_INFO, WEIGHTS, write_weights
 from synthsight.models.preprocess import MEAN, STD
+from synthsight.outputs import check_replaceable, is_empty, staged_folder
 from synthsight.provenance import FILENAME, build_provenance, git_state, weights_record
 from synthsight.registry import unknown_name_message
 from synthsight.train.checkpoint import FILES, read_meta, resolve_checkpoint, sha256_file
@@ -50,14 +54,27 @@ def parse_formats(text: str | list[str]) -> list[str]:
     return formats
 
 
-def _prepare_out(out_dir: Path) -> None:
-    """Create out_dir; refuse a non-empty folder unless it holds an earlier export (which is replaced)."""
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / EXPORT_INFO).is_file():
-            raise ValueError(f"{out_dir} is not empty and holds no {EXPORT_INFO}: refusing to write an export among "
-                             "other files; choose a new or empty --out")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _check_out(out_dir: Path, ckpt: Path, overwrite: bool) -> None:
+    """Refuse (before any work) a file, or a non-empty folder that is not exactly an earlier export unless
+    `overwrite`; never a folder that holds the checkpoint or a run."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is an existing file, not a folder; choose a folder path")
+    if is_empty(out_dir):
+        return
+    check_replaceable(out_dir, [ckpt])
+    if overwrite:
+        return
+    try:
+        listed = set(json.loads((out_dir / EXPORT_INFO).read_text()).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    if listed is None:
+        raise ValueError(f"{out_dir} is not empty and holds no earlier export ({EXPORT_INFO}); refusing to replace "
+                         "it: choose a new or empty --out, or pass --overwrite to replace its content")
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in listed)
+    if others:
+        raise ValueError(f"{out_dir} holds an earlier export and other files ({', '.join(others[:5])}); refusing to "
+                         "delete them: move them, choose another --out, or pass --overwrite to replace it all")
 
 
 def _provenance(cfg, ckpt: Path, run_dir: Path | None, out_dir: Path, files: list[str], step: int) -> dict[str, Any]:
@@ -84,8 +101,10 @@ def _provenance(cfg, ckpt: Path, run_dir: Path | None, out_dir: Path, files: lis
 
 
 def export(checkpoint: Path, formats: list[str], out_dir: Path, with_head: bool = False,
-           progress: bool = True) -> dict[str, Any]:
-    """Export a checkpoint (or a run folder's newest good one); returns the export.json description."""
+           progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Export a checkpoint (or a run folder's newest good one); returns the export.json description.
+
+    out_dir appears only once complete; an earlier export there is replaced, anything else only with `overwrite`."""
     formats = parse_formats(formats)
     ckpt = resolve_checkpoint(Path(checkpoint))
     meta = read_meta(ckpt)
@@ -97,8 +116,14 @@ def export(checkpoint: Path, formats: list[str], out_dir: Path, with_head: bool 
         if not onnx_available():
             raise ExportError(INSTALL_HINT)
     out_dir = Path(out_dir)
-    _prepare_out(out_dir)
+    _check_out(out_dir, ckpt, overwrite)
     bar = tqdm(total=len(formats) + 3, desc="export", unit="step", disable=not progress)
+    with bar, staged_folder(out_dir) as tmp:  # the bar is closed on failure too, before the error is printed
+        return _export(ckpt, meta, cfg, run_dir, formats, tmp, with_head, bar)
+
+
+def _export(ckpt: Path, meta: dict[str, Any], cfg, run_dir: Path | None, formats: list[str], out_dir: Path,
+            with_head: bool, bar: tqdm) -> dict[str, Any]:
 
     net = load_teacher(ckpt)  # verifies the checkpoint's SHA-256, builds the method without its teachers, frozen
     head = net.head if with_head else None

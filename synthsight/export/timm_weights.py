@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from synthsight.config import Config, ModelConfig, build_dataclass
 from synthsight.models.backbones import TIMM_PREFIX, create_backbone
 from synthsight.models.preprocess import MEAN, STD
+from synthsight.train.checkpoint import save_tensors
 
 WEIGHTS = "model.safetensors"
 HEAD_WEIGHTS = "head.safetensors"
@@ -92,11 +93,11 @@ def write_weights(backbone: nn.Module, cfg: Config, out_dir: Path, head: nn.Modu
     description: files written, the timm architecture or the reason there is none."""
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    save_file(weights, str(out_dir / WEIGHTS), metadata={"format": "pt", "producer": "synthsight"})
+    save_tensors(weights, out_dir / WEIGHTS, metadata={"format": "pt", "producer": "synthsight"})
     files = [WEIGHTS]
     if head is not None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
-                  str(out_dir / HEAD_WEIGHTS), metadata={"format": "pt", "producer": "synthsight"})
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+                     out_dir / HEAD_WEIGHTS, metadata={"format": "pt", "producer": "synthsight"})
         files.append(HEAD_WEIGHTS)
     arch, reason = timm_compatibility(cfg, backbone)
     if arch is not None:

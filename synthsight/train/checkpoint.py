@@ -7,7 +7,10 @@ Layout of a run folder:
 A checkpoint directory is assembled under a temporary name, every file fsync'ed, then renamed into place and the
 parent directory fsync'ed, so a kill or power loss at any moment leaves either the old set or the new set, never a
 half-written one. A write that fails (a full disk) removes its temporary folder and leaves the previous checkpoint
-and `latest` untouched. Loading never unpickles: tensors come from safetensors, everything else from JSON.
+and `latest` untouched. A state holding NaN or Inf (in a parameter, a buffer such as BatchNorm's running variance, or
+the optimiser state) is never saved, so every checkpoint on disk is one training can go on from. Loading never
+unpickles: tensors come from safetensors, everything else from JSON; a checkpoint whose meta.json lacks the SHA-256
+of one of its files is refused, and so are weights that are not finite.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 FILES = ("model.safetensors", "optimizer.safetensors")
@@ -29,6 +34,51 @@ FILES = ("model.safetensors", "optimizer.safetensors")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated or corrupted."""
+
+
+class NonFiniteStateError(CheckpointError):
+    """A state (weights, buffers or optimiser state) holding NaN or Inf: never saved, and refused when loaded."""
+
+
+def nonfinite_entries(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an Inf (one device synchronisation in all)."""
+    names = [k for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
+    if not names:
+        return []
+    flags = [torch.isfinite(tensors[k]).all() for k in names]
+    same_device = len({f.device for f in flags}) == 1
+    finite = torch.stack(flags if same_device else [f.cpu() for f in flags]).tolist()
+    return [k for k, ok in zip(names, finite) if not ok]
+
+
+def name_some(names: list[str], n: int = 5) -> str:
+    """'a, b, c and 4 more'."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _file_mode() -> int:
+    """The mode a plain open() gives a new file under the current umask (0o644 with the usual 022)."""
+    try:  # Linux: read it without changing it (os.umask sets it, racing with other threads)
+        status = Path("/proc/self/status").read_text()
+        umask = int(re.search(r"^Umask:\s*([0-7]+)", status, re.M).group(1), 8)
+    except (OSError, AttributeError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, with its I/O failures raised as OSError (errno kept: a full disk is ENOSPC) and the
+    file given the permissions of any other file written here (safetensors renames a 0600 temporary file)."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as err:
+        found = re.search(r"(.*?)\s*\(os error (\d+)\)", str(err))
+        if found is None:
+            raise
+        code = int(found.group(2))
+        raise OSError(code, os.strerror(code), str(path)) from err
+    os.chmod(path, _file_mode())
 
 
 def sha256_file(path: Path) -> str:
@@ -149,9 +199,12 @@ def _write_checkpoint_dir(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / FILES[0]))
     opt_tensors, opt_rest = _split_optimizer_state(optimizer.state_dict()) if optimizer else ({}, None)
-    save_file(opt_tensors, str(tmp / FILES[1]))
+    bad = nonfinite_entries(weights) + [f"optimizer state {k}" for k in nonfinite_entries(opt_tensors)]
+    if bad:
+        raise NonFiniteStateError(f"refusing to save checkpoint step-{step:06d}: NaN or Inf in {name_some(bad)}")
+    save_tensors(weights, tmp / FILES[0])
+    save_tensors(opt_tensors, tmp / FILES[1])
     record = dict(meta, step=step, saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"), optimizer=opt_rest)
     record["sha256"] = {f: sha256_file(tmp / f) for f in FILES}
     (tmp / "meta.json").write_text(json.dumps(record, indent=1))
@@ -191,9 +244,18 @@ def read_meta(ckpt: Path) -> dict[str, Any]:
 
 
 def verify_checkpoint(ckpt: Path) -> dict[str, Any]:
-    """Check every file against the SHA-256 in meta.json; returns meta or raises CheckpointError."""
+    """Check every file against the SHA-256 in meta.json; returns meta or raises CheckpointError.
+
+    A meta.json without the SHA-256 of each of the checkpoint's files is refused: nothing could be checked."""
     meta = read_meta(ckpt)
-    for name, digest in meta.get("sha256", {}).items():
+    digests = meta.get("sha256") if isinstance(meta, dict) else None
+    missing = [f for f in FILES if not isinstance(digests, dict) or not isinstance(digests.get(f), str)]
+    if missing:
+        raise CheckpointError(
+            f"{Path(ckpt) / 'meta.json'} records no SHA-256 for {', '.join(missing)}, so its integrity cannot be "
+            "checked; the checkpoint is refused. Use another checkpoint of the run (checkpoints/step-N)"
+        )
+    for name, digest in digests.items():
         path = Path(ckpt) / name
         if not path.is_file():
             raise CheckpointError(f"{path} is missing; the checkpoint is incomplete")
@@ -219,11 +281,24 @@ def load_checkpoint(
     """Verify, then load weights (and optimiser state) in place; returns meta.json's content."""
     meta = verify_checkpoint(ckpt)
     if model is not None:
-        model.load_state_dict(load_file(str(Path(ckpt) / FILES[0])))
+        model.load_state_dict(load_weights(ckpt))
     if optimizer is not None and meta.get("optimizer") is not None:
         tensors = load_file(str(Path(ckpt) / FILES[1]))
         optimizer.load_state_dict(_join_optimizer_state(tensors, meta["optimizer"]))
     return meta
+
+
+def load_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's model.safetensors (call verify_checkpoint first); raises NonFiniteStateError when a weight
+    or buffer holds NaN or Inf, which training never saves (a checkpoint written by an older version might)."""
+    weights = load_file(str(Path(ckpt) / FILES[0]))
+    bad = nonfinite_entries(weights)
+    if bad:
+        raise NonFiniteStateError(
+            f"{ckpt} holds NaN or Inf in {name_some(bad)}: its features would be meaningless. Use an earlier "
+            "checkpoint of the run (checkpoints/step-N)"
+        )
+    return weights
 
 
 def resolve_checkpoint(path: Path) -> Path:

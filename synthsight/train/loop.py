@@ -11,6 +11,12 @@ rate, stream position, each image's augmentation = f(seed, step, image index), a
 (seed, step, rank) before every step for whatever else draws from it). So `--resume` continues bit for bit
 (on CPU; some CUDA kernels are not deterministic).
 
+Run-folder safety: one process writes a run folder at a time (run_lock.py); a --resume is checked (a checkpoint that
+fits the network, steps left to run) before anything in the folder changes; a state holding NaN or Inf is never saved
+as a checkpoint, so the newest checkpoint is always one to go on from; with trainer.skip_nonfinite a skipped step
+also undoes what its forward pass did to the buffers (BatchNorm statistics, queues, centres), and
+trainer.max_consecutive_skips skipped steps in a row stop the run.
+
 Example:
     >>> result = pretrain(load_config("demo"), Path("runs/demo"))
 """
@@ -38,8 +44,10 @@ from synthsight.config import Config, ConfigError
 from synthsight.generators.base import image_seed
 from synthsight.methods.base import StepOutput
 from synthsight.train.build import build_generators, build_method, build_optimizer, build_stream
+from synthsight.run_lock import run_lock
 from synthsight.train.checkpoint import (
-    latest_good_checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint, write_text_atomic,
+    CheckpointError, latest_good_checkpoint, load_checkpoint, name_some, nonfinite_entries, read_meta,
+    remove_stale_temporaries, save_checkpoint, write_text_atomic,
 )
 from synthsight.train.collapse import CollapseError, CollapseMonitor
 from synthsight.train.distributed import (
@@ -67,12 +75,24 @@ class NonFiniteGradientError(NonFiniteError):
     """The loss was finite but a gradient was not."""
 
 
+class NonFiniteWeightsError(NonFiniteError):
+    """A weight or buffer became NaN or infinite (e.g. BatchNorm statistics); it is not saved as a checkpoint."""
+
+
 class TrainingOOMError(RuntimeError):
     """The device ran out of memory; the message suggests a smaller batch or fewer crops."""
 
 
 class RunFolderError(ValueError):
     """The output folder holds a different run."""
+
+
+class RunFinishedError(RunFolderError):
+    """--resume of a run that already ran all its steps; `checkpoint` is its final checkpoint."""
+
+    def __init__(self, message: str, checkpoint: Path):
+        super().__init__(message)
+        self.checkpoint = checkpoint
 
 
 @dataclass
@@ -85,6 +105,7 @@ class TrainResult:
     checkpoint: Path
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (trainer.skip_nonfinite=true)
     last_checks: dict[str, float] = field(default_factory=dict)  # last collapse figures and online k-NN, with steps
+    finished_before: bool = False  # --resume of a run that had already finished (only its provenance was written)
 
 
 def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -106,7 +127,7 @@ def prepare_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
     path = run_dir / "config.json"
     current = cfg.to_dict()
     if path.is_file() and not resume:
-        previous = json.loads(path.read_text())
+        previous = read_run_config(run_dir)
         if previous != current:
             raise RunFolderError(
                 f"{run_dir} already holds a different run (its config.json differs); "
@@ -115,6 +136,19 @@ def prepare_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
         if (run_dir / "checkpoints" / "latest").exists():
             raise RunFolderError(f"{run_dir} already holds this run's checkpoints; pass --resume to continue it")
     write_text_atomic(path, json.dumps(current, indent=1))
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's config.json as a mapping; RunFolderError naming the file when it is unreadable or corrupt."""
+    path = Path(run_dir) / "config.json"
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunFolderError(f"{path} is corrupt or unreadable ({err}); it describes the run, so nothing can be "
+                             "resumed from it: restore it from a copy, or start a new run with another --out") from err
+    if not isinstance(values, dict):
+        raise RunFolderError(f"{path} holds {type(values).__name__}, not a config mapping; restore it from a copy")
+    return values
 
 
 def _worker_init(_: int) -> None:
@@ -171,6 +205,25 @@ def _resume_point(ctx: DistContext, run_dir: Path) -> Path | None:
     ckpt = on_main(ctx, latest_good_checkpoint, run_dir)
     step = broadcast_int(ctx, int(ckpt.name.split("-")[1]) if ckpt is not None else -1)
     return None if step < 0 else run_dir / "checkpoints" / f"step-{step:06d}"
+
+
+def _resume_state(ckpt: Path, cfg: Config, method: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Load a checkpoint to continue from; RunFolderError naming the changed keys when it does not fit the network
+    this config builds (an override of model.* or method.* on --resume)."""
+    try:
+        return load_checkpoint(ckpt, method, optimizer)
+    except CheckpointError:
+        raise
+    except (RuntimeError, ValueError, KeyError) as err:
+        old, new = read_meta(ckpt).get("config", {}), cfg.to_dict()
+        changed = [f"{section}.{k}: {old.get(section, {}).get(k)!r} -> {new[section].get(k)!r}"
+                   for section in ("model", "method") for k in sorted(set(old.get(section, {})) | set(new[section]))
+                   if old.get(section, {}).get(k) != new[section].get(k)]
+        what = f"the overrides change {name_some(changed)}" if changed else str(err).splitlines()[0]
+        raise RunFolderError(
+            f"cannot resume from {ckpt}: its weights do not fit the network this config builds ({what}). Resume "
+            "without overrides of model.* or method.*, or start a new run with another --out"
+        ) from err
 
 
 def _grad_norm(params: list[torch.nn.Parameter], clip: float) -> float:
@@ -269,13 +322,15 @@ def run_header(cfg: Config, run_dir: Path, device: torch.device, world_size: int
 def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train cfg.method on the synthetic stream for cfg.trainer.steps steps; checkpoints go to run_dir.
 
-    Under torchrun every process calls this; rank 0's run_dir is used, and only rank 0 logs and writes.
+    Under torchrun every process calls this; rank 0's run_dir is used, and only rank 0 logs, writes and holds the
+    run folder's lock (RunLockedError when another process holds it).
     """
-    with distributed_session(cfg.trainer.device) as ctx:
-        return _pretrain(cfg, Path(run_dir), resume, progress, ctx)
+    with distributed_session(cfg.trainer.device) as ctx, contextlib.ExitStack() as held:
+        return _pretrain(cfg, Path(run_dir), resume, progress, ctx, held)
 
 
-def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: DistContext) -> TrainResult:
+def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: DistContext,
+              held: contextlib.ExitStack) -> TrainResult:
     t = cfg.trainer
     per_rank = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
     if t.threads > 0:
@@ -287,21 +342,23 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     monitor = CollapseMonitor.from_config(t) if t.collapse_check_every else None
     method, optimizer, scaler = build_training(cfg, device)
     run_dir = Path(broadcast_str(ctx, str(run_dir)))
-    on_main(ctx, prepare_run_dir, run_dir, cfg, resume)
-    on_main(ctx, remove_stale_temporaries, run_dir)
+    on_main(ctx, held.enter_context, run_lock(run_dir))  # one writer per run folder, until pretrain returns
 
     start, last_ckpt, skipped = 0, None, 0
-    if resume:
+    if resume:  # checked before anything is written: a refused --resume leaves the folder as it was
         last_ckpt = _resume_point(ctx, run_dir)
         if last_ckpt is None and ctx.is_main:
             print(f"warning: {run_dir} holds no valid checkpoint; starting from step 0", file=sys.stderr)
         if last_ckpt is not None:
-            meta = load_checkpoint(last_ckpt, method, optimizer)
+            meta = _resume_state(last_ckpt, cfg, method, optimizer)
             start, skipped = meta["step"], meta.get("skipped_steps", 0)
             if scaler.is_enabled() and meta.get("scaler"):
                 scaler.load_state_dict(meta["scaler"])
     if start >= t.steps:
-        raise RunFolderError(f"{run_dir} already finished {start} of {t.steps} steps; raise trainer.steps to go on")
+        raise RunFinishedError(f"{run_dir} already finished {start} of {t.steps} steps; raise trainer.steps to go on",
+                               last_ckpt)
+    on_main(ctx, prepare_run_dir, run_dir, cfg, resume)
+    on_main(ctx, remove_stale_temporaries, run_dir)
     broadcast_module(ctx, method)  # every rank starts from rank 0's weights
 
     log_path = run_dir / "train_log.csv"
@@ -317,6 +374,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     meta = {"config": cfg.to_dict(), "synthsight_version": __version__, "images_seen_per_step": t.batch_size,
             "world_size": ctx.world_size}
     params = [p for p in method.parameters() if p.requires_grad]
+    in_a_row = 0  # steps skipped in a row (trainer.skip_nonfinite)
 
     method.train()
     bar = tqdm(total=t.steps, initial=start, desc="pretrain", unit="step", disable=not (progress and ctx.is_main),
@@ -333,6 +391,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(image_seed(t.seed, step, f"torch/rank{ctx.rank}"))  # dropout etc.: a pure fn of step
+        buffers = [b.detach().clone() for b in method.buffers()] if t.skip_nonfinite else None  # undone on a skip
         try:
             loss, out = forward_backward(method, optimizer, scaler, batches, cfg, step, device)
             average_gradients(ctx, method)  # after all micro-batches: one reduction per step, same grads everywhere
@@ -352,12 +411,24 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
         if problem is not None:
             if not t.skip_nonfinite:
                 raise _nonfinite_error(problem, step, loss_value, grad_norm, out.terms, method, last_ckpt)
-            skipped += 1
+            skipped, in_a_row = skipped + 1, in_a_row + 1
             optimizer.zero_grad(set_to_none=True)
             scaler.update()
+            with torch.no_grad():  # the forward pass of a NaN batch also wrote NaN into BatchNorm statistics etc.
+                for buf, saved in zip(method.buffers(), buffers):
+                    buf.copy_(saved)
             if ctx.is_main:
                 tqdm.write(f"warning: step {step}: {problem} is not finite (loss {loss_value}, gradient norm "
                            f"{grad_norm}); step skipped, {skipped} so far (trainer.skip_nonfinite=true)", sys.stderr)
+            if in_a_row >= t.max_consecutive_skips:
+                where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+                raise NonFiniteError(
+                    f"{in_a_row} steps in a row (up to step {step}) had a non-finite {problem} and were skipped "
+                    f"(trainer.max_consecutive_skips={t.max_consecutive_skips}): the run is not recovering; {where}. "
+                    "Try a lower trainer.lr, trainer.grad_clip=3.0 or trainer.amp=bf16 instead of fp16, then --resume"
+                )
+        else:
+            in_a_row = 0
 
         done = step + 1
         try:
@@ -383,6 +454,14 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             due = broadcast_int(ctx, monitor.streak) == 0  # last), so the newest stays the last good one to resume
         if due or done == t.steps:
             average_buffers(ctx, method)  # BatchNorm statistics of the global stream, the same on every rank
+            bad = nonfinite_entries(method.state_dict())  # the same on every rank: all stop together
+            if bad:  # never saved: the newest checkpoint stays the last one training can go on from
+                where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+                raise NonFiniteWeightsError(
+                    f"NaN or Inf in {name_some(bad)} at step {done} although every loss and gradient was finite or "
+                    f"skipped; this state is not saved, {where}. Try a lower trainer.lr, trainer.grad_clip=3.0 or "
+                    "trainer.amp=bf16 instead of fp16, then --resume"
+                )
             state = dict(meta, skipped_steps=skipped, scaler=scaler.state_dict() if scaler.is_enabled() else None)
             on_main(ctx, _write_log, log_path, rows)
             on_main(ctx, save_checkpoint, run_dir, done, method, optimizer, state, keep=t.keep_checkpoints)
