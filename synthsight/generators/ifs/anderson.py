@@ -91,7 +91,10 @@ def paint(xs: torch.Tensor, ys: torch.Tensor, p: dict[str, torch.Tensor], out: t
     table = _colour_table(p).mul_((1.0 + 2.0 * g).square().reciprocal().view(b, 1, 1))  # the blur's normalisation
     torch.gather(table, 2, index.view(b, 1, -1).expand(b, 3, -1), out=out.view(b, 3, -1))
     rows = blurred.nonzero().flatten()
-    if rows.numel():
+    if out.device.type == "cpu":  # one image at a time: its planes stay in the cache
+        for i in rows.tolist():
+            blur3(out[i : i + 1], g[i : i + 1], out=out[i : i + 1])
+    elif rows.numel():
         out.index_copy_(0, rows, blur3(out.index_select(0, rows), g[rows]))
 
 
@@ -172,11 +175,11 @@ def hsv8_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return hsv_to_rgb(torch.remainder(h / 180.0, 1.0), s / 255.0, v / 255.0)
 
 
-def blur3(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def blur3(x: torch.Tensor, g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Images x [B, C, H, W] filtered by the 3 x 3 kernel [g, 1, g] x [g, 1, g] (per-image g [B]; reflect-101
     borders, as OpenCV), NOT normalised: OpenCV's 3 x 3 Gaussian blur with sigma is this with g = exp(-1 / (2
-    sigma^2)), divided by (1 + 2 g)^2."""
+    sigma^2)), divided by (1 + 2 g)^2. `out` may be x itself."""
     g = g.view(-1, 1, 1, 1)
     padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
     rows = torch.addcmul(padded[:, :, 1:-1], padded[:, :, :-2] + padded[:, :, 2:], g)
-    return torch.addcmul(rows[..., 1:-1], rows[..., :-2] + rows[..., 2:], g)
+    return torch.addcmul(rows[..., 1:-1], rows[..., :-2] + rows[..., 2:], g, out=out)
