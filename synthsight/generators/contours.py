@@ -234,11 +234,12 @@ class Contours(Generator):
         lines, vertices, device = x.shape[0], x.shape[1] - 1, x.device
         dx, dy = x[:, 1:] - x[:, :-1], y[:, 1:] - y[:, :-1]  # [l, V] edges
         length = torch.maximum(dx.abs(), dy.abs())  # Chebyshev length: the pixel steps along the major axis
-        # Edges the canvas cannot see get length 0. Every point of an edge is within its length of either end,
-        # so when both ends are further than that (Chebyshev) from the canvas centre plus half a side, the edge
-        # is all outside. Done by arithmetic (masking is slow on CPU): margin < 0 clamps to 0, the rest grows huge.
+        # Edges the canvas cannot see get length 0. A point t of the way along an edge is within t length of its
+        # start and (1 - t) length of its end (Chebyshev), so its distance from the canvas centre is at least
+        # (r0 + r1 - length) / 2 for end distances r0, r1: past half a side, the edge is all outside. Done by
+        # arithmetic (masking is slow on CPU): a margin < 0 clamps to 0, the others grow huge.
         reach = torch.maximum(x.abs(), y.abs())
-        margin = torch.sub(length, torch.minimum(reach[:, 1:], reach[:, :-1])).add_(half).clamp_(min=0.0)
+        margin = torch.sub(length, reach[:, 1:] + reach[:, :-1]).add_(float(self.size)).clamp_(min=0.0)
         torch.minimum(length, margin.mul_(1e9), out=length)
         n = length.ceil()  # points per edge, one per pixel step (0: not drawn)
         ends = n.view(-1).cumsum(0)  # float sums of integers: exact below 2^24
