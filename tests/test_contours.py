@@ -113,11 +113,11 @@ def test_ink_is_the_chebyshev_length_of_the_drawn_edges() -> None:
     x = torch.tensor([[0.0, 20.0, 0.0, -20.0, 0.0], [-25.0, 25.0, 25.0, -25.0, -25.0]])  # diamond, 10:1 box
     y = torch.tensor([[-20.0, 0.0, 20.0, 0.0, -20.0], [-28.0, -23.0, 28.0, 23.0, -28.0]])
     canvas = torch.zeros(66 * 66, dtype=torch.complex64)
-    gen._draw(canvas, x, y, torch.tensor([-0.5, -0.25]))
+    gen._draw(canvas, torch.stack([x, y]), torch.tensor([-0.5, -0.25]))
     assert canvas.real.sum().item() == pytest.approx(4 * 20 + 2 * 50 + 2 * 51, rel=1e-5)
     assert canvas.imag.sum().item() == pytest.approx(-0.5 * 80 - 0.25 * 202, rel=1e-5)
     canvas.zero_()
-    gen._draw(canvas, x[:1], y[:1], torch.tensor([-0.5]))
+    gen._draw(canvas, torch.stack([x[:1], y[:1]]), torch.tensor([-0.5]))
     assert canvas.real.max() == pytest.approx(1.0)  # one point per pixel step along the diamond's diagonals
 
 
@@ -128,11 +128,11 @@ def test_culling_keeps_edges_that_cross_the_canvas_and_drops_far_ones() -> None:
     x = torch.tensor([[-900.0, 900.0, 900.0, -900.0, -900.0], [300.0, 310.0, 310.0, 300.0, 300.0]])
     y = torch.tensor([[-10.5, -10.5, 900.0, 900.0, -10.5], [0.0, 0.0, 10.0, 10.0, 0.0]])
     canvas = torch.zeros(66 * 66, dtype=torch.complex64)
-    gen._draw(canvas, x[:1], y[:1], torch.tensor([-1.0]))
+    gen._draw(canvas, torch.stack([x[:1], y[:1]]), torch.tensor([-1.0]))
     ink = canvas.real.view(66, 66)
     assert ink[1:-1, 1:-1].sum().item() == pytest.approx(64.0) and ink[22, 1:-1].sum().item() == pytest.approx(64.0)
     canvas.zero_()
-    gen._draw(canvas, x[1:], y[1:], torch.tensor([-1.0]))
+    gen._draw(canvas, torch.stack([x[1:], y[1:]]), torch.tensor([-1.0]))
     assert canvas.abs().sum() == 0  # culled: not even on the ring
 
 

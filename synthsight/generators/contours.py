@@ -178,19 +178,18 @@ class Contours(Generator):
         device = torch.device(device)
         if self._rings is not None:
             return self._rings.render(params, device)
-        size, side, k = self.size, self.size + 2, self.size / CANVAS  # side: the canvas and a ring around it
+        side, k = self.size + 2, self.size / CANVAS  # side: the canvas and a ring around it
         white = self.variant == "rcdb"
-        out = torch.empty(len(params), 3, size, size, device=device)
-        for i, p in enumerate(params):
-            sums = torch.view_as_real(self._splat(p, device, white)).view(side, side, 2)[1:-1, 1:-1]
-            # line length per pixel, in pixels, -> pixels' worth of line (width k), and the mean of the lines'
-            # grey - background; the part of the pixel they cover (see OVERLAP) takes that grey
-            length, shade = sums.unbind(-1)
-            mean = shade / length.clamp(min=1e-6)
-            cover = length.mul_(-k / OVERLAP).add_(1.0).clamp_(min=0.0).pow_(OVERLAP).neg_().add_(1.0)
-            torch.addcmul(torch.tensor(float(white), device=device), mean, cover, out=out[i, 0])
-        out[:, 1:] = out[:, :1]
-        return out.clamp_(0.0, 1.0)
+        sums = torch.zeros(len(params), side * side, dtype=torch.complex64, device=device)
+        for p, image in zip(params, sums):
+            self._splat(p, white, image)
+        # line length per pixel, in pixels, -> pixels' worth of line (width k), and the mean of the lines'
+        # grey - background; the part of the pixel they cover (see OVERLAP) takes that grey
+        length, shade = torch.view_as_real(sums).view(-1, side, side, 2)[:, 1:-1, 1:-1].unbind(-1)
+        mean = shade / length.clamp(min=1e-6)
+        cover = length.mul(-k / OVERLAP).add_(1.0).clamp_(min=0.0).pow_(OVERLAP).neg_().add_(1.0)
+        grey = torch.addcmul(mean.new_tensor(float(white)), mean, cover).clamp_(0.0, 1.0)
+        return grey.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
     def _render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device, per_image: bool) -> torch.Tensor:
         """The rings' two rendering paths (per image on CPU, the whole batch elsewhere); rcdb and visual_atoms have
@@ -199,47 +198,47 @@ class Contours(Generator):
             return self._rings._render(params, torch.device(device), per_image)
         return self.render(params, device)
 
-    def _splat(self, p: dict[str, torch.Tensor], device: torch.device, white: bool) -> torch.Tensor:
-        """One image's line length per pixel + i x length x (grey - background) per pixel, complex [(S+2)^2] over
-        the canvas with its ring. Lines are drawn a group at a time (CHUNK edges)."""
-        size, k, half = self.size, self.size / CANVAS, self.size / 2.0
+    def _splat(self, p: dict[str, torch.Tensor], white: bool, canvas: torch.Tensor) -> None:
+        """Add one image's line length per pixel + i x length x (grey - background) per pixel to `canvas` (complex
+        [(S+2)^2]: the canvas with its ring). Lines are drawn a group at a time (CHUNK edges)."""
+        size, k, half, device = self.size, self.size / CANVAS, self.size / 2.0, canvas.device
         lines, vertices = int(p["lines"]), int(p["vertices"])
         c, w, r0, ox, oy, cx, cy = p["shape"].tolist()
         n1, n2 = p["waves"].tolist()
-        cos, sin, wave = _vertex_terms(vertices, n1, n2).to(device)  # [V+1] each
-        # vertex positions in pixels from the canvas centre, [L, V+1] per axis (vertex V closes the polygon): the
+        terms = _vertex_terms(vertices, n1, n2).to(device)
+        trig, wave = terms[:2].unsqueeze(1), terms[2]  # [2 (cos, sin), 1, V+1], [V+1]
+        # vertex positions in pixels from the canvas centre, [2 (x, y), L, V+1] (vertex V closes the polygon): the
         # start oval, plus l+1 mean steps, plus amp x the noise bytes summed over lines 0..l
         amp = -(2.0 if white else 1.0) * c * k * NOISE_STEP
-        mean_step = wave.mul(k).add_((c + w) * k + 0.5 * amp)  # the bytes' mean, -1/2, moved into the mean step
-        axes = [(trig * (r0 * oval * k) + ((centre + 0.5) * k - half), mean_step * trig, trig[:vertices] * amp)
-                for trig, centre, oval in ((cos, cx, ox), (sin, cy, oy))]
+        centre = torch.tensor([(cx + 0.5) * k - half, (cy + 0.5) * k - half], device=device).view(2, 1, 1)
+        start = torch.addcmul(centre, trig, torch.tensor([r0 * ox * k, r0 * oy * k], device=device).view(2, 1, 1))
+        mean = trig * wave.mul(k).add_((c + w) * k + 0.5 * amp)  # the bytes' mean, -1/2, moved into the mean step
+        noise = trig[..., :vertices] * amp
         summed = p["noise"].to(device).cumsum(1, dtype=torch.int16)  # [2, L, V]; |sum| <= 200 x 128
-        count = torch.arange(1, lines + 1, device=device, dtype=torch.float32)
+        count = torch.arange(1, lines + 1, device=device, dtype=torch.float32).view(1, -1, 1)
         grey = p["grey"].to(device).float().div_(255.0).sub_(float(white))
-        canvas = torch.zeros((size + 2) ** 2, dtype=torch.complex64, device=device)
         group = max(1, CHUNK // vertices)
         for first in range(0, lines, group):
             part = slice(first, first + group)
-            x, y = (torch.addr(start, count[part], mean) for start, mean, _ in axes)
-            for pos, (_, _, noise), summed_axis in zip((x, y), axes, summed):
-                pos[:, :vertices].addcmul_(summed_axis[part], noise)
-                pos[:, vertices] = pos[:, 0]
-            self._draw(canvas, x, y, grey[part])
-        return canvas
+            pos = torch.addcmul(start, count[:, part], mean)
+            pos[..., :vertices].addcmul_(summed[:, part], noise)
+            pos[..., vertices] = pos[..., 0]
+            self._draw(canvas, pos, grey[part])
 
-    def _draw(self, canvas: torch.Tensor, x: torch.Tensor, y: torch.Tensor, grey: torch.Tensor) -> None:
-        """Add to `canvas` the lines through vertices x, y ([l, V+1], pixels from the canvas centre; vertex V
-        closes each polygon) in their greys minus the background ([l])."""
-        side, half = self.size + 2, self.size / 2.0
-        lines, vertices, device = x.shape[0], x.shape[1] - 1, x.device
-        dx, dy = x[:, 1:] - x[:, :-1], y[:, 1:] - y[:, :-1]  # [l, V] edges
-        length = torch.maximum(dx.abs(), dy.abs())  # Chebyshev length: the pixel steps along the major axis
-        # Edges the canvas cannot see get length 0. Every point of an edge is within its length of either end,
-        # so when both ends are further than that (Chebyshev) from the canvas centre plus half a side, the edge
-        # is all outside. Done by arithmetic (masking is slow on CPU): margin < 0 clamps to 0, the rest grows huge.
-        reach = torch.maximum(x.abs(), y.abs())
-        margin = torch.sub(length, torch.minimum(reach[:, 1:], reach[:, :-1])).add_(half).clamp_(min=0.0)
-        torch.minimum(length, margin.mul_(1e9), out=length)
+    def _draw(self, canvas: torch.Tensor, pos: torch.Tensor, grey: torch.Tensor) -> None:
+        """Add to `canvas` the lines through vertices `pos` ([2 (x, y), l, V+1], pixels from the canvas centre;
+        vertex V closes each polygon) in their greys minus the background ([l])."""
+        size, side, half = self.size, self.size + 2, self.size / 2.0
+        lines, vertices, device = pos.shape[1], pos.shape[2] - 1, pos.device
+        step = pos[..., 1:] - pos[..., :-1]  # [2, l, V] edges
+        length = step.abs().amax(0)  # Chebyshev length: the pixel steps along the major axis
+        # Edges the canvas cannot see get length 0. A point t of the way along an edge is within t length of its
+        # start and (1 - t) length of its end (Chebyshev), so its distance from the canvas centre is at least
+        # (r0 + r1 - length) / 2 for end distances r0, r1: past half a side, the edge is all outside. Done by
+        # arithmetic (masking is slow on CPU): a margin <= 0 ends at 0, the others grow huge.
+        reach = pos.abs().amax(0)
+        margin = torch.sub(length, reach[:, 1:]).sub_(reach[:, :-1]).add_(float(size)).mul_(1e9)
+        torch.minimum(length, margin, out=length).clamp_(min=0.0)
         n = length.ceil()  # points per edge, one per pixel step (0: not drawn)
         ends = n.view(-1).cumsum(0)  # float sums of integers: exact below 2^24
         total = int(ends[-1])
@@ -248,22 +247,20 @@ class Contours(Generator):
         inv = n.clamp(min=1.0).reciprocal_()
         # point j of the group (of edge e, starting at point ends_e - n_e) sits at a + j s, half a step into its
         # pixel step: a = vertex + s (1/2 - ends_e + n_e) + the canvas corner (1, 1); s = edge / n
-        rows = torch.empty(4, lines, vertices, device=device)
-        torch.mul(dx, inv, out=rows[2])
-        torch.mul(dy, inv, out=rows[3])
+        rows = torch.empty(2, 2, lines, vertices, device=device)  # (a, s) x (x, y)
+        torch.mul(step, inv, out=rows[1])
         offset = torch.sub(n, ends.view(lines, vertices)).add_(0.5)
-        torch.addcmul(x[:, :-1], rows[2], offset, out=rows[0]).add_(half + 1.0)
-        torch.addcmul(y[:, :-1], rows[3], offset, out=rows[1]).add_(half + 1.0)
+        torch.addcmul(pos[..., :-1], rows[1], offset, out=rows[0]).add_(half + 1.0)
         # per point: its length of line, and length x (grey - background), as one complex number
         ink = torch.empty(lines, vertices, 2, device=device)
         torch.mul(length, inv, out=ink[..., 0])
         torch.mul(ink[..., 0], grey.view(-1, 1), out=ink[..., 1])
         # the edge of each point: the number of edge ends at or before it
         marks = torch.zeros(total + 1, dtype=torch.int32, device=device)
-        marks.index_add_(0, ends.to(torch.int32), torch.ones(ends.shape, dtype=torch.int32, device=device))
+        ends = ends.to(torch.int32)
+        marks.index_add_(0, ends, torch.ones_like(ends))
         owner = marks[:total].cumsum(0, dtype=torch.int32)
-        ax, ay, sx, sy = rows.view(4, -1).index_select(1, owner)
+        a, s = rows.view(4, -1).index_select(1, owner).view(2, 2, total)  # (index_select is slow on dim 2)
         j = torch.arange(total, device=device, dtype=torch.float32)
-        index = torch.addcmul(ay, sy, j).clamp_(0.0, side - 1.0).to(torch.int32).mul_(side)
-        index += torch.addcmul(ax, sx, j).clamp_(0.0, side - 1.0).to(torch.int32)
-        canvas.index_add_(0, index, torch.view_as_complex(ink).view(-1).index_select(0, owner))
+        xy = torch.addcmul(a, s, j).clamp_(0.0, side - 1.0).to(torch.int32)  # [2, points] pixel columns, rows
+        canvas.index_add_(0, xy[1].mul_(side).add_(xy[0]), torch.view_as_complex(ink).view(-1).index_select(0, owner))
