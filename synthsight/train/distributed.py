@@ -7,22 +7,30 @@ cheap no-op, so one code path serves one process and many.
 
 How the pieces fit (see train/loop.py):
 - each rank renders its own disjoint slice of every global batch (SyntheticStream(rank, world_size));
-- gradients are averaged by `average_gradients` after backward (an explicit, bucketed all-reduce, not DDP: the
-  methods' entry point is `training_step`, not `forward`; accumulation needs one reduction per optimiser step;
-  and the non-finite checks must see the same averaged gradients on every rank before anyone steps);
+- `data_parallel` wraps the method in torch's DistributedDataParallel (NCCL on CUDA, gloo on CPU): gradients are
+  averaged in buckets while backward still runs. DDP only synchronises what runs inside its `forward`, so the
+  wrapper's forward is the method's `training_step` (every backbone and head call of a step happens inside it);
+  `no_sync` keeps accumulation micro-batches local (one reduction per optimiser step); momentum targets and frozen
+  teachers (parameters without gradients) stay outside DDP, and the non-finite checks see the same averaged
+  gradients on every rank before anyone steps;
 - `gather_with_grad` collects embeddings from all ranks with gradients, so contrastive losses use the global
   batch for negatives (losses stay pure functions: they receive the gathered tensors);
-- `convert_sync_batchnorm` swaps BatchNorm for a SyncBatchNorm that also works on CPU with gloo;
+- `convert_sync_batchnorm` swaps BatchNorm for torch's SyncBatchNorm on CUDA, for `CPUSyncBatchNorm` on CPU;
 - only rank 0 logs and writes; `on_main` runs such an action there and stops every rank if it fails.
 
 Example:
     >>> with distributed_session("auto") as ctx:      # ctx.rank, ctx.world_size, ctx.device
-    ...     z_all = gather_with_grad(z)              # Tensor[world_size * B, D]
+    ...     model = data_parallel(ctx, method, accumulate=2)
+    ...     with no_sync(model):                      # first micro-batch: gradients stay on this rank
+    ...         model.training_step(images1, g1).loss.backward()
+    ...     model.training_step(images2, g2).loss.backward()   # inside: z_all = gather_with_grad(z)
+    ...                                              # now every rank holds the same averaged gradients
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import warnings
@@ -33,11 +41,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel
 
 from synthsight.config import ConfigError
 
 T = TypeVar("T")
-_BUCKET_BYTES = 25 << 20  # gradients are all-reduced in flat buckets of about this size (DDP's default)
+_BUCKET_BYTES = 25 << 20  # buffers are all-reduced in flat buckets of about this size (DDP's gradient default)
 
 
 class RankStopped(RuntimeError):
@@ -210,18 +219,54 @@ def _all_reduce_mean(ctx: DistContext, tensors: list[torch.Tensor]) -> None:
             offset += t.numel()
 
 
-def average_gradients(ctx: DistContext, module: nn.Module) -> None:
-    """Replace every gradient by its mean over ranks (call once per optimiser step, after all backward passes).
+class _TrainingStep(nn.Module):
+    """A method's `training_step` as a module's forward, so that DistributedDataParallel sees every backbone and head
+    call of a step. It returns the loss as a tensor of its own output: DDP's static-graph bookkeeping attaches to
+    the output tensors it can find, and a StepOutput is opaque to it."""
 
-    A parameter without a gradient on a rank counts as zero there; every rank ends with the same gradients.
+    def __init__(self, method: nn.Module) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, images: torch.Tensor, g: Any, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        out = self.method.training_step(images, g, labels)
+        return out.loss, out
+
+
+class DataParallelMethod(DistributedDataParallel):
+    """DistributedDataParallel around a Method, called like the Method: `training_step(images, g, labels)`."""
+
+    def training_step(self, images: torch.Tensor, g: Any, labels: torch.Tensor | None = None) -> Any:
+        loss, out = self(images, g, labels)
+        return dataclasses.replace(out, loss=loss)  # the loss DDP handed back: backward goes through its hooks
+
+
+def data_parallel(ctx: DistContext, method: nn.Module, accumulate: int = 1) -> nn.Module:
+    """The method as the train loop calls it: itself on one process; under torchrun inside DistributedDataParallel.
+
+    Gradients are averaged over ranks in buckets during backward (DDP's defaults: 25 MB buckets, the first
+    reduction launched while backward still runs); call `training_step` once per micro-batch, under `no_sync` for
+    all but the last. Parameters without gradients (momentum targets such as BYOL's, MoCo's and DINO's, frozen
+    distillation teachers) are kept out of DDP: each rank updates them from the averaged online weights.
+    Buffers are not broadcast at each forward (BatchNorm statistics are averaged at checkpoints by
+    `average_buffers`; queues and centres are kept equal by the methods). With one micro-batch per step the graph
+    is declared static (DDP then also tolerates parameters a method never uses); with accumulation it is not,
+    because static_graph with no_sync mis-counts gradient hooks (pytorch#187732).
+    Every rank must call this with the same weights (`broadcast_module` first).
     """
     if not ctx.distributed:
-        return
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    _all_reduce_mean(ctx, [p.grad for p in params])
+        return method
+    step = _TrainingStep(method)
+    frozen = [f"method.{name}" for name, p in method.named_parameters() if not p.requires_grad]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(step, frozen)
+    return DataParallelMethod(step, forward_sync_buffers=False, static_graph=accumulate == 1)
+
+
+def no_sync(model: nn.Module) -> contextlib.AbstractContextManager:
+    """For an accumulation micro-batch other than the last: its gradients stay on this rank and add up; the last
+    micro-batch's backward then reduces the sum once. Forward and backward both belong inside. A no-op for a model
+    that is not wrapped by `data_parallel`."""
+    return model.no_sync() if isinstance(model, DistributedDataParallel) else contextlib.nullcontext()
 
 
 def average_buffers(ctx: DistContext, module: nn.Module) -> None:
@@ -261,10 +306,14 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    """BatchNorm over the global batch of all ranks. On CUDA this is torch's SyncBatchNorm; on CPU (gloo), which
-    torch's version refuses, the per-channel sums are all-reduced in float64 with gradients. Same parameters and
-    buffers as BatchNorm, so checkpoints load into plain BatchNorm models. One process: plain BatchNorm."""
+class CPUSyncBatchNorm(_BatchNorm):
+    """BatchNorm over the global batch of all ranks on CPU with gloo (torch's SyncBatchNorm is CUDA-only, and DDP
+    refuses it in CPU modules): the per-channel sums are all-reduced in float64 with gradients. Same parameters and
+    buffers as BatchNorm, so checkpoints load into plain BatchNorm models. One process, or eval: plain BatchNorm."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected an input of at least 2 dimensions (N, C, ...), got {x.dim()}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and self.training and rank_and_world()[1] > 1:
@@ -295,10 +344,14 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         return y.to(x.dtype)
 
 
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm*d in `module` (in place where possible) by `SyncBatchNorm`, keeping its state."""
-    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
-        new = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Replace every BatchNorm*d in `module` (in place where possible) by a BatchNorm over the global batch, keeping
+    its state: torch's SyncBatchNorm when training on CUDA, `CPUSyncBatchNorm` on CPU. Returns the module."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, _BatchNorm) and not isinstance(module, CPUSyncBatchNorm):
+        new = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
         new.load_state_dict(module.state_dict())
         new.train(module.training)
         ref = next(itertools.chain(module.parameters(), module.buffers()), None)
@@ -309,7 +362,7 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
             new.bias.requires_grad_(module.bias.requires_grad)
         return new
     for name, child in module.named_children():
-        replaced = convert_sync_batchnorm(child)
+        replaced = convert_sync_batchnorm(child, device)
         if replaced is not child:
             setattr(module, name, replaced)
     return module
