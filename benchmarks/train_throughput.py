@@ -38,8 +38,10 @@ from synthsight.config import ConfigError, load_config
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
 from synthsight.train.checkpoint import save_checkpoint
-from synthsight.train.loop import build_training, forward_backward
-from synthsight.train.distributed import resolve_device
+from synthsight.train.distributed import (
+    DistContext, all_reduce_mean, any_rank, broadcast_module, data_parallel, distributed_session,
+)
+from synthsight.train.loop import build_training, forward_backward, micro_batch_size
 
 # Each row: the switches it sets on top of the baseline (fp32, contiguous, eager, no accumulation).
 SWITCHES = {
@@ -55,9 +57,12 @@ NEEDS_TEACHER = {"distill"}  # methods that learn from teacher checkpoints: give
 BASELINE = ["trainer.amp=none", "trainer.channels_last=false", "trainer.compile=false", "trainer.accumulate=1"]
 
 
-def machine(device: torch.device) -> str:
+def machine(device: torch.device, ctx: DistContext, grad_sync: str) -> str:
     lines = [f"cpu: {cpu_model()} ({os.cpu_count()} logical cores), torch threads: {torch.get_num_threads()}",
              f"python {platform.python_version()}, torch {torch.__version__}"]
+    if ctx.distributed:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        lines.append(f"processes: {ctx.world_size} ({backend}), gradient averaging: {grad_sync}")
     if device.type == "cuda":
         lines.append(f"device: {torch.cuda.get_device_name(device)}")
     if hasattr(os, "getloadavg"):
@@ -77,40 +82,58 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # as in the train loop: generation workers share the cores with training
 
 
-def synthetic_batches(batch: int, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+def synthetic_batches(batch: int, size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
     while True:
         yield images, torch.arange(batch)
 
 
+def allreduce_gradients(ctx: DistContext, method: torch.nn.Module) -> None:
+    """The gradient averaging synthsight used before DistributedDataParallel (up to commit 48a3bcc): after every
+    backward pass of the step, all gradients averaged in flat 25 MB buckets. Kept only as the reference that the
+    DDP rows are measured against."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    all_reduce_mean(ctx, [p.grad for p in params])
+
+
 def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: int, real_stream: bool,
-               max_seconds: float = float("inf")) -> list[float]:
+               max_seconds: float = float("inf"), ctx: DistContext | None = None,
+               grad_sync: str = "ddp") -> list[float]:
     """Seconds of each timed step; past `max_seconds` a row stops early (after at least one warm-up and one timed
-    step)."""
+    step). Under torchrun (`ctx` with several processes) each rank trains its share of the global batch and the
+    step includes the gradient averaging (`grad_sync`: ddp or allreduce)."""
+    ctx = ctx or DistContext(device=device)
     cfg = load_config("demo", overrides)
     t = cfg.trainer
     method, optimizer, scaler = build_training(cfg, device)
+    broadcast_module(ctx, method)
+    model = data_parallel(ctx, method, t.accumulate) if grad_sync == "ddp" else method
     method.train()
-    micro = t.batch_size // t.accumulate
+    micro = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
     if real_stream:
-        stream = build_stream(cfg, batch_size=micro)
+        stream = build_stream(cfg, batch_size=micro, rank=ctx.rank, world_size=ctx.world_size)
         batches = iter(DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_one_thread,
                                   prefetch_factor=4 if t.workers else None, pin_memory=device.type == "cuda"))
     else:
-        batches = synthetic_batches(micro, cfg.data.render_size)
+        batches = synthetic_batches(micro, cfg.data.render_size, seed=ctx.rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: list[float] = []
     begin, step = time.perf_counter(), 0
     while len(times) < steps:
         start = time.perf_counter()
-        forward_backward(method, optimizer, scaler, batches, cfg, step, device)
+        forward_backward(model, optimizer, scaler, batches, cfg, step, device)
+        if grad_sync == "allreduce":
+            allreduce_gradients(ctx, method)
         scaler.step(optimizer)
         scaler.update()
         sync()
         if step >= warmup:
             times.append(time.perf_counter() - start)
         step += 1
-        if time.perf_counter() - begin > max_seconds:
+        if any_rank(ctx, time.perf_counter() - begin > max_seconds):  # every rank stops at the same step
             if times:
                 break
             warmup = min(warmup, step)  # over budget while warming up: time the next step, then stop
@@ -131,11 +154,22 @@ def main() -> None:
     parser.add_argument("--no-stream", action="store_true", help="skip the real-generator-stream rows")
     parser.add_argument("--max-seconds", type=float, default=90,
                         help="a row past this many seconds stops early (after one warm-up and one timed step)")
+    parser.add_argument("--grad-sync", choices=("ddp", "allreduce"), default="ddp",
+                        help="under torchrun: the train loop's DistributedDataParallel, or the hand-written bucketed "
+                             "all-reduce it replaced (for comparison)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    print(f"command: python {' '.join(sys.argv)}\n{machine(device)}\n")
+    with distributed_session(args.device) as ctx:
+        if not ctx.is_main:
+            sys.stdout = open(os.devnull, "w")  # rank 0 prints the table; the others only train
+        run(args, ctx)
+
+
+def run(args: argparse.Namespace, ctx: DistContext) -> None:
+    device = ctx.device
+    launcher = f"torchrun --nproc_per_node={ctx.world_size}" if ctx.distributed else "python"
+    print(f"command: {launcher} {' '.join(sys.argv)}\n{machine(device, ctx, args.grad_sync)}\n")
     backbones = args.backbones.split(",")
     common = [f"views.size={args.size}", f"data.render_size={args.size}", f"trainer.batch_size={args.batch_size}",
               f"trainer.device={device}", "trainer.threads=0"]
@@ -160,7 +194,8 @@ def main() -> None:
                     print(f"| {method} | {backbone} | {name} | - | not run: fp16 has no fast CPU kernels (see "
                           f"{backbones[0]}); use bf16 on CPU | - | - |", flush=True)
                     continue
-                times = time_steps(overrides, device, args.warmup, args.steps, False, args.max_seconds)
+                times = time_steps(overrides, device, args.warmup, args.steps, False, args.max_seconds, ctx,
+                                   args.grad_sync)
                 ips = args.batch_size / statistics.median(times)
                 base = base or (ips if name == "baseline" else None)
                 ratio = f"{ips / base:.2f}x" if base else "-"
@@ -170,7 +205,8 @@ def main() -> None:
             backbone = backbones[0]
             overrides = [f"method={method}", f"model.backbone={backbone}", *common_m]
             cfg = load_config("demo", overrides)
-            times = time_steps(overrides, device, args.warmup, args.steps, True, args.max_seconds)
+            times = time_steps(overrides, device, args.warmup, args.steps, True, args.max_seconds, ctx,
+                               args.grad_sync)
             ips = args.batch_size / statistics.median(times)
             families = "+".join(cfg.data.families)
             print(f"| {method} | {backbone} | preset (amp={cfg.trainer.amp}, channels_last="

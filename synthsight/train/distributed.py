@@ -204,8 +204,9 @@ def _buckets(tensors: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
         yield bucket
 
 
-def _all_reduce_mean(ctx: DistContext, tensors: list[torch.Tensor]) -> None:
-    """Average tensors in place across ranks, a few flat buckets at a time (asynchronously launched)."""
+def all_reduce_mean(ctx: DistContext, tensors: list[torch.Tensor]) -> None:
+    """Average tensors in place across ranks, a few flat buckets at a time (asynchronously launched). Used for
+    buffers (`average_buffers`); gradients are averaged by DDP (`data_parallel`)."""
     pending = []
     for bucket in _buckets(tensors):
         flat = torch.cat([t.reshape(-1) for t in bucket]).to(_comm_device(ctx))
@@ -276,7 +277,7 @@ def average_buffers(ctx: DistContext, module: nn.Module) -> None:
         return
     buffers = [b for b in module.buffers() if b.is_floating_point()]
     if buffers:
-        _all_reduce_mean(ctx, buffers)
+        all_reduce_mean(ctx, buffers)
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
