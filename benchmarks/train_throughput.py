@@ -110,7 +110,7 @@ def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: i
     t = cfg.trainer
     method, optimizer, scaler = build_training(cfg, device)
     broadcast_module(ctx, method)
-    model = data_parallel(ctx, method, t.accumulate) if grad_sync == "ddp" else method
+    model = data_parallel(method, t.accumulate) if grad_sync == "ddp" else method
     method.train()
     micro = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
     if real_stream:

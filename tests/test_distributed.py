@@ -22,7 +22,7 @@ from synthsight.methods.byol import BYOL, BYOLConfig
 from synthsight.models.backbones import create_backbone
 from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.train.distributed import (
-    CPUSyncBatchNorm, DistContext, convert_sync_batchnorm, data_parallel, no_sync,
+    CPUSyncBatchNorm, convert_sync_batchnorm, data_parallel, no_sync,
 )
 from synthsight.train.loop import micro_batch_size, pretrain
 from synthsight.registry import METHODS
@@ -95,7 +95,7 @@ def _no_sync_worker(rank: int, init_file: str) -> None:
         cfg = BYOLConfig(proj_hidden=16, proj_dim=8, pred_hidden=16)
         method = BYOL(create_backbone("smallconv", width=8), cfg, ViewConfig(size=16))
         reference = copy.deepcopy(method)
-        model = data_parallel(DistContext(rank, 2), method, accumulate=2)
+        model = data_parallel(method, accumulate=2)
         assert isinstance(model, DistributedDataParallel)
         frozen = {f"method.{n}" for n, p in method.named_parameters() if not p.requires_grad}
         assert frozen and set(model.parameters_to_ignore) == frozen  # the momentum target is outside DDP

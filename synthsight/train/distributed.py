@@ -20,7 +20,7 @@ How the pieces fit (see train/loop.py):
 
 Example:
     >>> with distributed_session("auto") as ctx:      # ctx.rank, ctx.world_size, ctx.device
-    ...     model = data_parallel(ctx, method, accumulate=2)
+    ...     model = data_parallel(method, accumulate=2)
     ...     with no_sync(model):                      # first micro-batch: gradients stay on this rank
     ...         model.training_step(images1, g1).loss.backward()
     ...     model.training_step(images2, g2).loss.backward()   # inside: z_all = gather_with_grad(z)
@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
@@ -76,6 +77,12 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_by_torchrun() -> bool:
+    """True in a process that torchrun started (it sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), also with one
+    process: `torchrun --nproc_per_node=1` runs the whole data-parallel path (process group, DDP) on one device."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
 def is_main_process() -> bool:
     """True on rank 0, or when not distributed; works before and after the process group exists."""
     if dist.is_available() and dist.is_initialized():
@@ -97,9 +104,9 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 
 @contextlib.contextmanager
 def distributed_session(device_name: str = "auto") -> Iterator[DistContext]:
-    """Join the torchrun process group (if launched by torchrun and not joined yet) and leave it afterwards."""
-    world = env_world_size()
-    if world <= 1 and not (dist.is_available() and dist.is_initialized()):
+    """Join the torchrun process group (if launched by torchrun and not joined yet) and leave it afterwards; rank 0
+    says so on stderr."""
+    if not launched_by_torchrun() and not (dist.is_available() and dist.is_initialized()):
         yield DistContext(device=resolve_device(device_name))
         return
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -111,6 +118,9 @@ def distributed_session(device_name: str = "auto") -> Iterator[DistContext]:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, init_method="env://")
         owned = True
+        if dist.get_rank() == 0:
+            print(f"torch.distributed: {dist.get_world_size()} process(es), {backend}, rank 0 on {device}",
+                  file=sys.stderr)
     ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
     try:
         yield ctx
@@ -242,8 +252,9 @@ class DataParallelMethod(DistributedDataParallel):
         return dataclasses.replace(out, loss=loss)  # the loss DDP handed back: backward goes through its hooks
 
 
-def data_parallel(ctx: DistContext, method: nn.Module, accumulate: int = 1) -> nn.Module:
-    """The method as the train loop calls it: itself on one process; under torchrun inside DistributedDataParallel.
+def data_parallel(method: nn.Module, accumulate: int = 1) -> nn.Module:
+    """The method as the train loop calls it: inside DistributedDataParallel in a process group (under torchrun,
+    also with one process), else the method itself.
 
     Gradients are averaged over ranks in buckets during backward (DDP's defaults: 25 MB buckets, the first
     reduction launched while backward still runs); call `training_step` once per micro-batch, under `no_sync` for
@@ -255,7 +266,7 @@ def data_parallel(ctx: DistContext, method: nn.Module, accumulate: int = 1) -> n
     because static_graph with no_sync mis-counts gradient hooks (pytorch#187732).
     Every rank must call this with the same weights (`broadcast_module` first).
     """
-    if not ctx.distributed:
+    if not (dist.is_available() and dist.is_initialized()):
         return method
     step = _TrainingStep(method)
     frozen = [f"method.{name}" for name, p in method.named_parameters() if not p.requires_grad]

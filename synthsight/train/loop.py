@@ -293,7 +293,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     if start >= t.steps:
         raise RunFolderError(f"{run_dir} already finished {start} of {t.steps} steps; raise trainer.steps to go on")
     broadcast_module(ctx, method)  # every rank starts from rank 0's weights
-    model = data_parallel(ctx, method, t.accumulate)  # the method, in DistributedDataParallel under torchrun
+    model = data_parallel(method, t.accumulate)  # the method, in DistributedDataParallel under torchrun
 
     log_path = run_dir / "train_log.csv"
     rows = _read_log(log_path, start) if ctx.is_main else []
