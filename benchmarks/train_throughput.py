@@ -28,13 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
 from torch.utils.data import DataLoader
 
-from synthsight.config import ConfigError, load_config
+from synthsight.config import Config, ConfigError, load_config
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
 from synthsight.train.checkpoint import save_checkpoint
@@ -92,6 +92,8 @@ def allreduce_gradients(ctx: DistContext, method: torch.nn.Module) -> None:
     """The gradient averaging synthsight used before DistributedDataParallel (up to commit 48a3bcc): after every
     backward pass of the step, all gradients averaged in flat 25 MB buckets. Kept only as the reference that the
     DDP rows are measured against."""
+    if not ctx.distributed:
+        return
     params = [p for p in method.parameters() if p.requires_grad]
     for p in params:
         if p.grad is None:
@@ -99,14 +101,11 @@ def allreduce_gradients(ctx: DistContext, method: torch.nn.Module) -> None:
     all_reduce_mean(ctx, [p.grad for p in params])
 
 
-def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: int, real_stream: bool,
-               max_seconds: float = float("inf"), ctx: DistContext | None = None,
-               grad_sync: str = "ddp") -> list[float]:
-    """Seconds of each timed step; past `max_seconds` a row stops early (after at least one warm-up and one timed
-    step). Under torchrun (`ctx` with several processes) each rank trains its share of the global batch and the
-    step includes the gradient averaging (`grad_sync`: ddp or allreduce)."""
-    ctx = ctx or DistContext(device=device)
-    cfg = load_config("demo", overrides)
+def step_runner(cfg: Config, device: torch.device, real_stream: bool, ctx: DistContext,
+                grad_sync: str) -> Callable[[int], float]:
+    """A fresh method, optimiser and batch source, and a function that runs training step `step` and returns its
+    seconds: the loop's forward_backward, the gradient averaging (`grad_sync`: ddp or allreduce, under torchrun)
+    and the optimiser step through the loss scaler."""
     t = cfg.trainer
     method, optimizer, scaler = build_training(cfg, device)
     broadcast_module(ctx, method)
@@ -120,9 +119,8 @@ def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: i
     else:
         batches = synthetic_batches(micro, cfg.data.render_size, seed=ctx.rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times: list[float] = []
-    begin, step = time.perf_counter(), 0
-    while len(times) < steps:
+
+    def run(step: int) -> float:
         start = time.perf_counter()
         forward_backward(model, optimizer, scaler, batches, cfg, step, device)
         if grad_sync == "allreduce":
@@ -130,14 +128,40 @@ def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: i
         scaler.step(optimizer)
         scaler.update()
         sync()
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    return run
+
+
+def time_alternating(overrides: list[str], device: torch.device, warmup: int, steps: int, real_stream: bool,
+                     max_seconds: float = float("inf"), ctx: DistContext | None = None,
+                     grad_syncs: tuple[str, ...] = ("ddp",)) -> dict[str, list[float]]:
+    """Seconds of each timed step per gradient averaging, their steps alternating (A B, then B A, ...) so that a
+    busy neighbour slows each alike; past `max_seconds` a row stops early (after at least one warm-up and one timed
+    step of each). Under torchrun (`ctx` with several processes) each rank trains its share of the global batch."""
+    ctx = ctx or DistContext(device=device)
+    cfg = load_config("demo", overrides)
+    runners = {mode: step_runner(cfg, device, real_stream, ctx, mode) for mode in grad_syncs}
+    times: dict[str, list[float]] = {mode: [] for mode in grad_syncs}
+    begin, step = time.perf_counter(), 0
+    while len(times[grad_syncs[-1]]) < steps:
+        for mode, run in list(runners.items())[:: 1 if step % 2 == 0 else -1]:
+            seconds = run(step)
+            if step >= warmup:
+                times[mode].append(seconds)
         step += 1
         if any_rank(ctx, time.perf_counter() - begin > max_seconds):  # every rank stops at the same step
-            if times:
+            if times[grad_syncs[-1]]:
                 break
             warmup = min(warmup, step)  # over budget while warming up: time the next step, then stop
     return times
+
+
+def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: int, real_stream: bool,
+               max_seconds: float = float("inf"), ctx: DistContext | None = None,
+               grad_sync: str = "ddp") -> list[float]:
+    """Seconds of each timed step of one setup (see time_alternating)."""
+    return time_alternating(overrides, device, warmup, steps, real_stream, max_seconds, ctx, (grad_sync,))[grad_sync]
 
 
 def main() -> None:
@@ -154,10 +178,14 @@ def main() -> None:
     parser.add_argument("--no-stream", action="store_true", help="skip the real-generator-stream rows")
     parser.add_argument("--max-seconds", type=float, default=90,
                         help="a row past this many seconds stops early (after one warm-up and one timed step)")
-    parser.add_argument("--grad-sync", choices=("ddp", "allreduce"), default="ddp",
-                        help="under torchrun: the train loop's DistributedDataParallel, or the hand-written bucketed "
-                             "all-reduce it replaced (for comparison)")
+    parser.add_argument("--grad-sync", default="ddp",
+                        help="under torchrun: ddp (the train loop's DistributedDataParallel), allreduce (the "
+                             "hand-written bucketed all-reduce it replaced), or both, 'ddp,allreduce': their steps "
+                             "then alternate within each row")
     args = parser.parse_args()
+    args.grad_sync = tuple(args.grad_sync.split(","))
+    if not set(args.grad_sync) <= {"ddp", "allreduce"}:
+        parser.error(f"--grad-sync {','.join(args.grad_sync)}: choose among ddp, allreduce")
     if args.threads:
         torch.set_num_threads(args.threads)
     with distributed_session(args.device) as ctx:
@@ -169,7 +197,7 @@ def main() -> None:
 def run(args: argparse.Namespace, ctx: DistContext) -> None:
     device = ctx.device
     launcher = f"torchrun --nproc_per_node={ctx.world_size}" if ctx.distributed else "python"
-    print(f"command: {launcher} {' '.join(sys.argv)}\n{machine(device, ctx, args.grad_sync)}\n")
+    print(f"command: {launcher} {' '.join(sys.argv)}\n{machine(device, ctx, ', '.join(args.grad_sync))}\n")
     backbones = args.backbones.split(",")
     common = [f"views.size={args.size}", f"data.render_size={args.size}", f"trainer.batch_size={args.batch_size}",
               f"trainer.device={device}", "trainer.threads=0"]
@@ -187,31 +215,36 @@ def run(args: argparse.Namespace, ctx: DistContext) -> None:
             print(f"| {method} | - | - | - | skipped: {err} | - | - |", flush=True)
             continue
         for backbone in backbones:
-            base = None
+            base: dict[str, float] = {}
             for name in args.switches.split(","):
                 overrides = [f"method={method}", f"model.backbone={backbone}", *common_m, *BASELINE, *SWITCHES[name]]
                 if name == "fp16" and device.type == "cpu" and backbone != backbones[0]:
                     print(f"| {method} | {backbone} | {name} | - | not run: fp16 has no fast CPU kernels (see "
                           f"{backbones[0]}); use bf16 on CPU | - | - |", flush=True)
                     continue
-                times = time_steps(overrides, device, args.warmup, args.steps, False, args.max_seconds, ctx,
-                                   args.grad_sync)
-                ips = args.batch_size / statistics.median(times)
-                base = base or (ips if name == "baseline" else None)
-                ratio = f"{ips / base:.2f}x" if base else "-"
-                print(f"| {method} | {backbone} | {name} | random tensors | {ips:.0f} | "
-                      f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | {ratio} |", flush=True)
+                timed = time_alternating(overrides, device, args.warmup, args.steps, False, args.max_seconds, ctx,
+                                         args.grad_sync)
+                for mode, times in timed.items():
+                    ips = args.batch_size / statistics.median(times)
+                    if name == "baseline":
+                        base[mode] = ips
+                    ratio = f"{ips / base[mode]:.2f}x" if mode in base else "-"
+                    label = f"{name}, {mode}" if len(timed) > 1 else name
+                    print(f"| {method} | {backbone} | {label} | random tensors | {ips:.0f} | "
+                          f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | {ratio} |", flush=True)
         if not args.no_stream:
             backbone = backbones[0]
             overrides = [f"method={method}", f"model.backbone={backbone}", *common_m]
             cfg = load_config("demo", overrides)
-            times = time_steps(overrides, device, args.warmup, args.steps, True, args.max_seconds, ctx,
-                               args.grad_sync)
-            ips = args.batch_size / statistics.median(times)
+            timed = time_alternating(overrides, device, args.warmup, args.steps, True, args.max_seconds, ctx,
+                                     args.grad_sync)
             families = "+".join(cfg.data.families)
-            print(f"| {method} | {backbone} | preset (amp={cfg.trainer.amp}, channels_last="
-                  f"{cfg.trainer.channels_last}, workers={cfg.trainer.workers}) | stream {families} | {ips:.0f} | "
-                  f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | - |", flush=True)
+            for mode, times in timed.items():
+                ips = args.batch_size / statistics.median(times)
+                label = f", {mode}" if len(timed) > 1 else ""
+                print(f"| {method} | {backbone} | preset (amp={cfg.trainer.amp}, channels_last="
+                      f"{cfg.trainer.channels_last}, workers={cfg.trainer.workers}){label} | stream {families} | "
+                      f"{ips:.0f} | {1000 * statistics.mean(times):.0f} ({len(times)} steps) | - |", flush=True)
 
 
 if __name__ == "__main__":

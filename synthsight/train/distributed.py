@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import itertools
 import os
 import sys
@@ -48,6 +49,12 @@ from synthsight.config import ConfigError
 
 T = TypeVar("T")
 _BUCKET_BYTES = 25 << 20  # buffers are all-reduced in flat buckets of about this size (DDP's gradient default)
+# DDP's switch for broadcasting rank 0's buffers before every forward: newer torch calls it forward_sync_buffers (and
+# deprecates broadcast_buffers), older versions know only broadcast_buffers
+_NO_FORWARD_BUFFER_SYNC = (
+    {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 class RankStopped(RuntimeError):
@@ -271,7 +278,7 @@ def data_parallel(method: nn.Module, accumulate: int = 1) -> nn.Module:
     step = _TrainingStep(method)
     frozen = [f"method.{name}" for name, p in method.named_parameters() if not p.requires_grad]
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(step, frozen)
-    return DataParallelMethod(step, forward_sync_buffers=False, static_graph=accumulate == 1)
+    return DataParallelMethod(step, static_graph=accumulate == 1, **_NO_FORWARD_BUFFER_SYNC)
 
 
 def no_sync(model: nn.Module) -> contextlib.AbstractContextManager:
