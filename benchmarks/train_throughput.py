@@ -82,6 +82,10 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # as in the train loop: generation workers share the cores with training
 
 
+def _rate(ips: float) -> str:
+    return f"{ips:.1f}" if ips < 100 else f"{ips:.0f}"  # a decimal where a step takes seconds
+
+
 def synthetic_batches(batch: int, size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
     while True:
@@ -230,7 +234,7 @@ def run(args: argparse.Namespace, ctx: DistContext) -> None:
                         base[mode] = ips
                     ratio = f"{ips / base[mode]:.2f}x" if mode in base else "-"
                     label = f"{name}, {mode}" if len(timed) > 1 else name
-                    print(f"| {method} | {backbone} | {label} | random tensors | {ips:.0f} | "
+                    print(f"| {method} | {backbone} | {label} | random tensors | {_rate(ips)} | "
                           f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | {ratio} |", flush=True)
         if not args.no_stream:
             backbone = backbones[0]
@@ -244,7 +248,7 @@ def run(args: argparse.Namespace, ctx: DistContext) -> None:
                 label = f", {mode}" if len(timed) > 1 else ""
                 print(f"| {method} | {backbone} | preset (amp={cfg.trainer.amp}, channels_last="
                       f"{cfg.trainer.channels_last}, workers={cfg.trainer.workers}){label} | stream {families} | "
-                      f"{ips:.0f} | {1000 * statistics.mean(times):.0f} ({len(times)} steps) | - |", flush=True)
+                      f"{_rate(ips)} | {1000 * statistics.mean(times):.0f} ({len(times)} steps) | - |", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,12 +33,13 @@ from tests.test_methods import _batch, _build, _config, teacher_run  # noqa: F40
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _torchrun_pretrain(tmp_path: Path, overrides: list[str]) -> subprocess.CompletedProcess:
-    """`synthsight pretrain` in 2 gloo processes into tmp_path/ddp (each rank records its images in tmp_path)."""
+def _torchrun_pretrain(tmp_path: Path, overrides: list[str], resume: Path | None = None) -> subprocess.CompletedProcess:
+    """`synthsight pretrain` of the TINY config + overrides in 2 gloo processes into tmp_path/ddp, or `--resume` a
+    run folder; each rank records its images in tmp_path."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    where = ["--resume", str(resume)] if resume else [*TINY, *overrides, "--out", str(tmp_path / "ddp")]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), "pretrain", *TINY, *overrides,
-           "--out", str(tmp_path / "ddp")]
+           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), "pretrain", *where]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -73,7 +75,8 @@ def test_two_gloo_processes_match_one_process_and_see_disjoint_images(tiny_confi
     assert "pretrained 2 steps" in proc.stdout and proc.stdout.count("run folder:") == 1  # rank 0 reports
 
 
-def test_two_gloo_processes_with_accumulation_and_a_momentum_target_match_one_process(tiny_config, tmp_path):
+def test_two_gloo_processes_with_accumulation_and_a_momentum_target_match_one_process_and_resume_exactly(
+        tiny_config, tmp_path):
     # BYOL: an EMA target outside DDP, BatchNorm in its heads; 2 micro-batches per step (DDP's no_sync, no static
     # graph); each micro-batch of 8 images is split over the 2 processes, and sync_bn normalises over all 8. SGD, as
     # AdamW would turn the rounding noise of a gradient that is zero in exact arithmetic (the projector's last bias,
@@ -84,6 +87,14 @@ def test_two_gloo_processes_with_accumulation_and_a_momentum_target_match_one_pr
     _torchrun_pretrain(tmp_path, overrides)
     single = pretrain(tiny_config(*overrides), tmp_path / "single", progress=False)
     _assert_same_checkpoints(tmp_path / "ddp", single.run_dir, (1, 2))  # target_* tensors included
+
+    # Resumed from step 1 in 2 processes, step 2 comes out bit for bit as in the uninterrupted run.
+    shutil.copytree(tmp_path / "ddp", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000002")
+    _torchrun_pretrain(tmp_path, [], resume=tmp_path / "resumed")
+    a = load_file(str(tmp_path / "ddp" / "checkpoints" / "step-000002" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-000002" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _no_sync_worker(rank: int, init_file: str) -> None:
