@@ -28,19 +28,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
 from torch.utils.data import DataLoader
 
-from synthsight.config import ConfigError, load_config
+from synthsight.config import Config, ConfigError, load_config
 from synthsight.family_spec import parse_family_spec
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
 from synthsight.train.checkpoint import save_checkpoint
-from synthsight.train.loop import build_training, forward_backward
-from synthsight.train.distributed import resolve_device
+from synthsight.train.distributed import (
+    DistContext, all_reduce_mean, any_rank, broadcast_module, data_parallel, distributed_session,
+)
+from synthsight.train.loop import build_training, forward_backward, micro_batch_size
 
 # Each row: the switches it sets on top of the baseline (fp32, contiguous, eager, no accumulation).
 SWITCHES = {
@@ -56,9 +58,12 @@ NEEDS_TEACHER = {"distill"}  # methods that learn from teacher checkpoints: give
 BASELINE = ["trainer.amp=none", "trainer.channels_last=false", "trainer.compile=false", "trainer.accumulate=1"]
 
 
-def machine(device: torch.device) -> str:
+def machine(device: torch.device, ctx: DistContext, grad_sync: str) -> str:
     lines = [f"cpu: {cpu_model()} ({os.cpu_count()} logical cores), torch threads: {torch.get_num_threads()}",
              f"python {platform.python_version()}, torch {torch.__version__}"]
+    if ctx.distributed:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        lines.append(f"processes: {ctx.world_size} ({backend}), gradient averaging: {grad_sync}")
     if device.type == "cuda":
         lines.append(f"device: {torch.cuda.get_device_name(device)}")
     if hasattr(os, "getloadavg"):
@@ -78,44 +83,90 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # as in the train loop: generation workers share the cores with training
 
 
-def synthetic_batches(batch: int, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+def _rate(ips: float) -> str:
+    return f"{ips:.1f}" if ips < 100 else f"{ips:.0f}"  # a decimal where a step takes seconds
+
+
+def synthetic_batches(batch: int, size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
     while True:
         yield images, torch.arange(batch)
 
 
-def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: int, real_stream: bool,
-               max_seconds: float = float("inf")) -> list[float]:
-    """Seconds of each timed step; past `max_seconds` a row stops early (after at least one warm-up and one timed
-    step)."""
-    cfg = load_config("demo", overrides)
+def allreduce_gradients(ctx: DistContext, method: torch.nn.Module) -> None:
+    """The gradient averaging synthsight used before DistributedDataParallel (up to commit 48a3bcc): after every
+    backward pass of the step, all gradients averaged in flat 25 MB buckets. Kept only as the reference that the
+    DDP rows are measured against."""
+    if not ctx.distributed:
+        return
+    params = [p for p in method.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    all_reduce_mean(ctx, [p.grad for p in params])
+
+
+def step_runner(cfg: Config, device: torch.device, real_stream: bool, ctx: DistContext,
+                grad_sync: str) -> Callable[[int], float]:
+    """A fresh method, optimiser and batch source, and a function that runs training step `step` and returns its
+    seconds: the loop's forward_backward, the gradient averaging (`grad_sync`: ddp or allreduce, under torchrun)
+    and the optimiser step through the loss scaler."""
     t = cfg.trainer
     method, optimizer, scaler = build_training(cfg, device)
+    broadcast_module(ctx, method)
+    model = data_parallel(method, t.accumulate) if grad_sync == "ddp" else method
     method.train()
-    micro = t.batch_size // t.accumulate
+    micro = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
     if real_stream:
-        stream = build_stream(cfg, batch_size=micro)
+        stream = build_stream(cfg, batch_size=micro, rank=ctx.rank, world_size=ctx.world_size)
         batches = iter(DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_one_thread,
                                   prefetch_factor=4 if t.workers else None, pin_memory=device.type == "cuda"))
     else:
-        batches = synthetic_batches(micro, cfg.data.render_size)
+        batches = synthetic_batches(micro, cfg.data.render_size, seed=ctx.rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times: list[float] = []
-    begin, step = time.perf_counter(), 0
-    while len(times) < steps:
+
+    def run(step: int) -> float:
         start = time.perf_counter()
-        forward_backward(method, optimizer, scaler, batches, cfg, step, device)
+        forward_backward(model, optimizer, scaler, batches, cfg, step, device)
+        if grad_sync == "allreduce":
+            allreduce_gradients(ctx, method)
         scaler.step(optimizer)
         scaler.update()
         sync()
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    return run
+
+
+def time_alternating(overrides: list[str], device: torch.device, warmup: int, steps: int, real_stream: bool,
+                     max_seconds: float = float("inf"), ctx: DistContext | None = None,
+                     grad_syncs: tuple[str, ...] = ("ddp",)) -> dict[str, list[float]]:
+    """Seconds of each timed step per gradient averaging, their steps alternating (A B, then B A, ...) so that a
+    busy neighbour slows each alike; past `max_seconds` a row stops early (after at least one warm-up and one timed
+    step of each). Under torchrun (`ctx` with several processes) each rank trains its share of the global batch."""
+    ctx = ctx or DistContext(device=device)
+    cfg = load_config("demo", overrides)
+    runners = {mode: step_runner(cfg, device, real_stream, ctx, mode) for mode in grad_syncs}
+    times: dict[str, list[float]] = {mode: [] for mode in grad_syncs}
+    begin, step = time.perf_counter(), 0
+    while len(times[grad_syncs[-1]]) < steps:
+        for mode, run in list(runners.items())[:: 1 if step % 2 == 0 else -1]:
+            seconds = run(step)
+            if step >= warmup:
+                times[mode].append(seconds)
         step += 1
-        if time.perf_counter() - begin > max_seconds:
-            if times:
+        if any_rank(ctx, time.perf_counter() - begin > max_seconds):  # every rank stops at the same step
+            if times[grad_syncs[-1]]:
                 break
             warmup = min(warmup, step)  # over budget while warming up: time the next step, then stop
     return times
+
+
+def time_steps(overrides: list[str], device: torch.device, warmup: int, steps: int, real_stream: bool,
+               max_seconds: float = float("inf"), ctx: DistContext | None = None,
+               grad_sync: str = "ddp") -> list[float]:
+    """Seconds of each timed step of one setup (see time_alternating)."""
+    return time_alternating(overrides, device, warmup, steps, real_stream, max_seconds, ctx, (grad_sync,))[grad_sync]
 
 
 def main() -> None:
@@ -132,11 +183,26 @@ def main() -> None:
     parser.add_argument("--no-stream", action="store_true", help="skip the real-generator-stream rows")
     parser.add_argument("--max-seconds", type=float, default=90,
                         help="a row past this many seconds stops early (after one warm-up and one timed step)")
+    parser.add_argument("--grad-sync", default="ddp",
+                        help="under torchrun: ddp (the train loop's DistributedDataParallel), allreduce (the "
+                             "hand-written bucketed all-reduce it replaced), or both, 'ddp,allreduce': their steps "
+                             "then alternate within each row")
     args = parser.parse_args()
+    args.grad_sync = tuple(args.grad_sync.split(","))
+    if not set(args.grad_sync) <= {"ddp", "allreduce"}:
+        parser.error(f"--grad-sync {','.join(args.grad_sync)}: choose among ddp, allreduce")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    print(f"command: python {' '.join(sys.argv)}\n{machine(device)}\n")
+    with distributed_session(args.device) as ctx:
+        if not ctx.is_main:
+            sys.stdout = open(os.devnull, "w")  # rank 0 prints the table; the others only train
+        run(args, ctx)
+
+
+def run(args: argparse.Namespace, ctx: DistContext) -> None:
+    device = ctx.device
+    launcher = f"torchrun --nproc_per_node={ctx.world_size}" if ctx.distributed else "python"
+    print(f"command: {launcher} {' '.join(sys.argv)}\n{machine(device, ctx, ', '.join(args.grad_sync))}\n")
     backbones = args.backbones.split(",")
     common = [f"views.size={args.size}", f"data.render_size={args.size}", f"trainer.batch_size={args.batch_size}",
               f"trainer.device={device}", "trainer.threads=0"]
@@ -154,29 +220,36 @@ def main() -> None:
             print(f"| {method} | - | - | - | skipped: {err} | - | - |", flush=True)
             continue
         for backbone in backbones:
-            base = None
+            base: dict[str, float] = {}
             for name in args.switches.split(","):
                 overrides = [f"method={method}", f"model.backbone={backbone}", *common_m, *BASELINE, *SWITCHES[name]]
                 if name == "fp16" and device.type == "cpu" and backbone != backbones[0]:
                     print(f"| {method} | {backbone} | {name} | - | not run: fp16 has no fast CPU kernels (see "
                           f"{backbones[0]}); use bf16 on CPU | - | - |", flush=True)
                     continue
-                times = time_steps(overrides, device, args.warmup, args.steps, False, args.max_seconds)
-                ips = args.batch_size / statistics.median(times)
-                base = base or (ips if name == "baseline" else None)
-                ratio = f"{ips / base:.2f}x" if base else "-"
-                print(f"| {method} | {backbone} | {name} | random tensors | {ips:.0f} | "
-                      f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | {ratio} |", flush=True)
+                timed = time_alternating(overrides, device, args.warmup, args.steps, False, args.max_seconds, ctx,
+                                         args.grad_sync)
+                for mode, times in timed.items():
+                    ips = args.batch_size / statistics.median(times)
+                    if name == "baseline":
+                        base[mode] = ips
+                    ratio = f"{ips / base[mode]:.2f}x" if mode in base else "-"
+                    label = f"{name}, {mode}" if len(timed) > 1 else name
+                    print(f"| {method} | {backbone} | {label} | random tensors | {_rate(ips)} | "
+                          f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | {ratio} |", flush=True)
         if not args.no_stream:
             backbone = backbones[0]
             overrides = [f"method={method}", f"model.backbone={backbone}", *common_m]
             cfg = load_config("demo", overrides)
-            times = time_steps(overrides, device, args.warmup, args.steps, True, args.max_seconds)
-            ips = args.batch_size / statistics.median(times)
+            timed = time_alternating(overrides, device, args.warmup, args.steps, True, args.max_seconds, ctx,
+                                     args.grad_sync)
             families = "+".join(parse_family_spec(f).label for f in cfg.data.families)
-            print(f"| {method} | {backbone} | preset (amp={cfg.trainer.amp}, channels_last="
-                  f"{cfg.trainer.channels_last}, workers={cfg.trainer.workers}) | stream {families} | {ips:.0f} | "
-                  f"{1000 * statistics.mean(times):.0f} ({len(times)} steps) | - |", flush=True)
+            for mode, times in timed.items():
+                ips = args.batch_size / statistics.median(times)
+                label = f", {mode}" if len(timed) > 1 else ""
+                print(f"| {method} | {backbone} | preset (amp={cfg.trainer.amp}, channels_last="
+                      f"{cfg.trainer.channels_last}, workers={cfg.trainer.workers}){label} | stream {families} | "
+                      f"{_rate(ips)} | {1000 * statistics.mean(times):.0f} ({len(times)} steps) | - |", flush=True)
 
 
 if __name__ == "__main__":

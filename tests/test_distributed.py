@@ -1,37 +1,62 @@
 """Data parallelism: 2 processes with gloo on CPU against 1 process with the same global batch, and the pieces."""
 
+import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from synthsight.augment.rng import PerImageRandom
 from synthsight.augment.views import ViewConfig, two_views
 from synthsight.config import ConfigError
 from synthsight.losses.ntxent import nt_xent
+from synthsight.methods.byol import BYOL, BYOLConfig
+from synthsight.models.backbones import create_backbone
 from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
-from synthsight.train.distributed import SyncBatchNorm, convert_sync_batchnorm
+from synthsight.train.distributed import (
+    CPUSyncBatchNorm, convert_sync_batchnorm, data_parallel, no_sync,
+)
 from synthsight.train.loop import micro_batch_size, pretrain
+from synthsight.registry import METHODS
 from tests.conftest import TINY
+from tests.test_methods import _batch, _build, _config, teacher_run  # noqa: F401  (teacher_run: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_two_gloo_processes_match_one_process_and_see_disjoint_images(tiny_config, tmp_path):
-    overrides = ["trainer.steps=2", "trainer.checkpoint_every=1", "trainer.keep_checkpoints=0", "trainer.sync_bn=true"]
+def _torchrun_pretrain(tmp_path: Path, overrides: list[str], resume: Path | None = None) -> subprocess.CompletedProcess:
+    """`synthsight pretrain` of the TINY config + overrides in 2 gloo processes into tmp_path/ddp, or `--resume` a
+    run folder; each rank records its images in tmp_path."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    where = ["--resume", str(resume)] if resume else [*TINY, *overrides, "--out", str(tmp_path / "ddp")]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), "pretrain", *TINY, *overrides,
-           "--out", str(tmp_path / "ddp")]
+           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), "pretrain", *where]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
+
+def _assert_same_checkpoints(a_dir: Path, b_dir: Path, steps: tuple[int, ...]) -> None:
+    for step in steps:
+        a = load_file(str(a_dir / "checkpoints" / f"step-{step:06d}" / "model.safetensors"))
+        b = load_file(str(b_dir / "checkpoints" / f"step-{step:06d}" / "model.safetensors"))
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"step {step}: {k}")
+
+
+def test_two_gloo_processes_match_one_process_and_see_disjoint_images(tiny_config, tmp_path):
+    overrides = ["trainer.steps=2", "trainer.checkpoint_every=1", "trainer.keep_checkpoints=0", "trainer.sync_bn=true"]
+    proc = _torchrun_pretrain(tmp_path, overrides)
     single = pretrain(tiny_config(*overrides), tmp_path / "single", progress=False)
 
     # The ranks rendered disjoint halves of each global batch, together exactly the one-process stream.
@@ -41,17 +66,82 @@ def test_two_gloo_processes_match_one_process_and_see_disjoint_images(tiny_confi
 
     # Only rank 0 wrote; after each step the parameters equal the one-process run's within float tolerance.
     assert [p.name for p in list_checkpoints(tmp_path / "ddp")] == ["step-000001", "step-000002"]
+    _assert_same_checkpoints(tmp_path / "ddp", single.run_dir, (1, 2))
     for step in (1, 2):
-        a = load_file(str(tmp_path / "ddp" / "checkpoints" / f"step-{step:06d}" / "model.safetensors"))
-        b = load_file(str(single.run_dir / "checkpoints" / f"step-{step:06d}" / "model.safetensors"))
-        assert a.keys() == b.keys()
-        for k in a:
-            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"step {step}: {k}")
         assert verify_checkpoint(tmp_path / "ddp" / "checkpoints" / f"step-{step:06d}")["world_size"] == 2
     ddp_log = (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()
     single_log = (single.run_dir / "train_log.csv").read_text().splitlines()
     assert [r.split(",")[1] for r in ddp_log] == [r.split(",")[1] for r in single_log]  # same global loss
     assert "pretrained 2 steps" in proc.stdout and proc.stdout.count("run folder:") == 1  # rank 0 reports
+
+
+def test_two_gloo_processes_with_accumulation_and_a_momentum_target_match_one_process_and_resume_exactly(
+        tiny_config, tmp_path):
+    # BYOL: an EMA target outside DDP, BatchNorm in its heads; 2 micro-batches per step (DDP's no_sync, no static
+    # graph); each micro-batch of 8 images is split over the 2 processes, and sync_bn normalises over all 8. SGD, as
+    # AdamW would turn the rounding noise of a gradient that is zero in exact arithmetic (the projector's last bias,
+    # which the predictor's BatchNorm subtracts again) into a full step of either sign.
+    overrides = ["method=byol", "method.pred_hidden=32", "trainer.optimizer=sgd", "trainer.lr=0.05",
+                 "trainer.accumulate=2", "trainer.steps=2",
+                 "trainer.checkpoint_every=1", "trainer.keep_checkpoints=0", "trainer.sync_bn=true"]
+    _torchrun_pretrain(tmp_path, overrides)
+    single = pretrain(tiny_config(*overrides), tmp_path / "single", progress=False)
+    _assert_same_checkpoints(tmp_path / "ddp", single.run_dir, (1, 2))  # target_* tensors included
+
+    # Resumed from step 1 in 2 processes, step 2 comes out bit for bit as in the uninterrupted run.
+    shutil.copytree(tmp_path / "ddp", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000002")
+    _torchrun_pretrain(tmp_path, [], resume=tmp_path / "resumed")
+    a = load_file(str(tmp_path / "ddp" / "checkpoints" / "step-000002" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-000002" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _no_sync_worker(rank: int, init_file: str) -> None:
+    """One of 2 gloo ranks: DDP around BYOL with 2 micro-batches against an unwrapped copy on the same images."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)  # the same initial weights on both ranks
+        cfg = BYOLConfig(proj_hidden=16, proj_dim=8, pred_hidden=16)
+        method = BYOL(create_backbone("smallconv", width=8), cfg, ViewConfig(size=16))
+        reference = copy.deepcopy(method)
+        model = data_parallel(method, accumulate=2)
+        assert isinstance(model, DistributedDataParallel)
+        frozen = {f"method.{n}" for n, p in method.named_parameters() if not p.requires_grad}
+        assert frozen and set(model.parameters_to_ignore) == frozen  # the momentum target is outside DDP
+        trained = [p for p in method.parameters() if p.requires_grad]
+        ref_trained = [p for p in reference.parameters() if p.requires_grad]
+        images = [torch.rand(4, 3, 20, 20, generator=torch.Generator().manual_seed(10 * rank + i)) for i in (0, 1)]
+
+        def backward(net, i: int) -> None:
+            net.training_step(images[i], torch.Generator().manual_seed(i)).loss.backward()
+
+        with no_sync(model):
+            backward(model, 0)
+        backward(reference, 0)
+        for p, r in zip(trained, ref_trained):  # the first micro-batch's gradients stayed on this rank
+            torch.testing.assert_close(p.grad, r.grad, rtol=0, atol=0)
+        flat = torch.cat([r.grad.flatten() for r in ref_trained])
+        both = [torch.empty_like(flat) for _ in range(2)]
+        dist.all_gather(both, flat)
+        assert not torch.equal(both[0], both[1])  # the ranks' gradients differ, so an average would show
+
+        backward(model, 1)
+        backward(reference, 1)
+        for p, r in zip(trained, ref_trained):  # now: the mean over ranks of both micro-batches' sums
+            expected = r.grad.clone()
+            dist.all_reduce(expected)
+            torch.testing.assert_close(p.grad, expected / 2, rtol=1e-6, atol=1e-7)
+        assert all(p.grad is None for p in method.parameters() if not p.requires_grad)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_data_parallel_keeps_micro_batches_local_and_averages_the_sum_once(tmp_path):
+    # fork: the 2 ranks start in a second instead of importing torch again (as DataLoader workers do on Linux)
+    torch.multiprocessing.start_processes(_no_sync_worker, args=(str(tmp_path / "init"),), nprocs=2,
+                                          start_method="fork")
 
 
 def test_nt_xent_with_gathered_negatives_splits_the_global_loss_and_gradient():
@@ -95,8 +185,20 @@ def test_sync_batchnorm_keeps_state_and_acts_as_batchnorm_in_one_process():
     x = torch.randn(5, 3, 6, 6)
     expected = net(x)
     net.load_state_dict(reference)
-    synced = convert_sync_batchnorm(net)
-    assert isinstance(synced[1], SyncBatchNorm) and isinstance(synced[4], SyncBatchNorm)
+    synced = convert_sync_batchnorm(net, torch.device("cpu"))
+    assert isinstance(synced[1], CPUSyncBatchNorm) and isinstance(synced[4], CPUSyncBatchNorm)
     assert synced.state_dict().keys() == reference.keys()
     synced.load_state_dict(reference)
     torch.testing.assert_close(synced(x), expected)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_trainable_parameter_gets_a_gradient_in_every_step(name, request):
+    # Under torchrun with trainer.accumulate > 1, DDP runs without a static graph and without searching for unused
+    # parameters (data_parallel), so a method must use every trainable parameter in each training_step.
+    cfg = _config(name, request)
+    method = _build(cfg, 0)
+    images, labels = _batch(cfg)
+    method.training_step(images, torch.Generator().manual_seed(0), labels).loss.backward()
+    unused = [n for n, p in method.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, f"{name}: no gradient for {unused}"

@@ -7,24 +7,34 @@ cheap no-op, so one code path serves one process and many.
 
 How the pieces fit (see train/loop.py):
 - each rank renders its own disjoint slice of every global batch (SyntheticStream(rank, world_size));
-- gradients are averaged by `average_gradients` after backward (an explicit, bucketed all-reduce, not DDP: the
-  methods' entry point is `training_step`, not `forward`; accumulation needs one reduction per optimiser step;
-  and the non-finite checks must see the same averaged gradients on every rank before anyone steps);
+- `data_parallel` wraps the method in torch's DistributedDataParallel (NCCL on CUDA, gloo on CPU): gradients are
+  averaged in buckets while backward still runs. DDP only synchronises what runs inside its `forward`, so the
+  wrapper's forward is the method's `training_step` (every backbone and head call of a step happens inside it);
+  `no_sync` keeps accumulation micro-batches local (one reduction per optimiser step); momentum targets and frozen
+  teachers (parameters without gradients) stay outside DDP, and the non-finite checks see the same averaged
+  gradients on every rank before anyone steps;
 - `gather_with_grad` collects embeddings from all ranks with gradients, so contrastive losses use the global
   batch for negatives (losses stay pure functions: they receive the gathered tensors);
-- `convert_sync_batchnorm` swaps BatchNorm for a SyncBatchNorm that also works on CPU with gloo;
+- `convert_sync_batchnorm` swaps BatchNorm for torch's SyncBatchNorm on CUDA, for `CPUSyncBatchNorm` on CPU;
 - only rank 0 logs and writes; `on_main` runs such an action there and stops every rank if it fails.
 
 Example:
     >>> with distributed_session("auto") as ctx:      # ctx.rank, ctx.world_size, ctx.device
-    ...     z_all = gather_with_grad(z)              # Tensor[world_size * B, D]
+    ...     model = data_parallel(method, accumulate=2)
+    ...     with no_sync(model):                      # first micro-batch: gradients stay on this rank
+    ...         model.training_step(images1, g1).loss.backward()
+    ...     model.training_step(images2, g2).loss.backward()   # inside: z_all = gather_with_grad(z)
+    ...                                              # now every rank holds the same averaged gradients
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import itertools
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
@@ -33,11 +43,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel
 
 from synthsight.config import ConfigError
 
 T = TypeVar("T")
-_BUCKET_BYTES = 25 << 20  # gradients are all-reduced in flat buckets of about this size (DDP's default)
+_BUCKET_BYTES = 25 << 20  # buffers are all-reduced in flat buckets of about this size (DDP's gradient default)
+# DDP's switch for broadcasting rank 0's buffers before every forward: newer torch calls it forward_sync_buffers (and
+# deprecates broadcast_buffers), older versions know only broadcast_buffers
+_NO_FORWARD_BUFFER_SYNC = (
+    {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 class RankStopped(RuntimeError):
@@ -67,6 +84,12 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_by_torchrun() -> bool:
+    """True in a process that torchrun started (it sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), also with one
+    process: `torchrun --nproc_per_node=1` runs the whole data-parallel path (process group, DDP) on one device."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
 def is_main_process() -> bool:
     """True on rank 0, or when not distributed; works before and after the process group exists."""
     if dist.is_available() and dist.is_initialized():
@@ -88,9 +111,9 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 
 @contextlib.contextmanager
 def distributed_session(device_name: str = "auto") -> Iterator[DistContext]:
-    """Join the torchrun process group (if launched by torchrun and not joined yet) and leave it afterwards."""
-    world = env_world_size()
-    if world <= 1 and not (dist.is_available() and dist.is_initialized()):
+    """Join the torchrun process group (if launched by torchrun and not joined yet) and leave it afterwards; rank 0
+    says so on stderr."""
+    if not launched_by_torchrun() and not (dist.is_available() and dist.is_initialized()):
         yield DistContext(device=resolve_device(device_name))
         return
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -102,6 +125,9 @@ def distributed_session(device_name: str = "auto") -> Iterator[DistContext]:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, init_method="env://")
         owned = True
+        if dist.get_rank() == 0:
+            print(f"torch.distributed: {dist.get_world_size()} process(es), {backend}, rank 0 on {device}",
+                  file=sys.stderr)
     ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
     try:
         yield ctx
@@ -195,8 +221,9 @@ def _buckets(tensors: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
         yield bucket
 
 
-def _all_reduce_mean(ctx: DistContext, tensors: list[torch.Tensor]) -> None:
-    """Average tensors in place across ranks, a few flat buckets at a time (asynchronously launched)."""
+def all_reduce_mean(ctx: DistContext, tensors: list[torch.Tensor]) -> None:
+    """Average tensors in place across ranks, a few flat buckets at a time (asynchronously launched). Used for
+    buffers (`average_buffers`); gradients are averaged by DDP (`data_parallel`)."""
     pending = []
     for bucket in _buckets(tensors):
         flat = torch.cat([t.reshape(-1) for t in bucket]).to(_comm_device(ctx))
@@ -210,18 +237,55 @@ def _all_reduce_mean(ctx: DistContext, tensors: list[torch.Tensor]) -> None:
             offset += t.numel()
 
 
-def average_gradients(ctx: DistContext, module: nn.Module) -> None:
-    """Replace every gradient by its mean over ranks (call once per optimiser step, after all backward passes).
+class _TrainingStep(nn.Module):
+    """A method's `training_step` as a module's forward, so that DistributedDataParallel sees every backbone and head
+    call of a step. It returns the loss as a tensor of its own output: DDP's static-graph bookkeeping attaches to
+    the output tensors it can find, and a StepOutput is opaque to it."""
 
-    A parameter without a gradient on a rank counts as zero there; every rank ends with the same gradients.
+    def __init__(self, method: nn.Module) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, images: torch.Tensor, g: Any, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        out = self.method.training_step(images, g, labels)
+        return out.loss, out
+
+
+class DataParallelMethod(DistributedDataParallel):
+    """DistributedDataParallel around a Method, called like the Method: `training_step(images, g, labels)`."""
+
+    def training_step(self, images: torch.Tensor, g: Any, labels: torch.Tensor | None = None) -> Any:
+        loss, out = self(images, g, labels)
+        return dataclasses.replace(out, loss=loss)  # the loss DDP handed back: backward goes through its hooks
+
+
+def data_parallel(method: nn.Module, accumulate: int = 1) -> nn.Module:
+    """The method as the train loop calls it: inside DistributedDataParallel in a process group (under torchrun,
+    also with one process), else the method itself.
+
+    Gradients are averaged over ranks in buckets during backward (DDP's defaults: 25 MB buckets, the first
+    reduction launched while backward still runs); call `training_step` once per micro-batch, under `no_sync` for
+    all but the last. Parameters without gradients (momentum targets such as BYOL's, MoCo's and DINO's, frozen
+    distillation teachers) are kept out of DDP: each rank updates them from the averaged online weights.
+    Buffers are not broadcast at each forward (BatchNorm statistics are averaged at checkpoints by
+    `average_buffers`; queues and centres are kept equal by the methods). With one micro-batch per step the graph
+    is declared static (DDP then also tolerates parameters a method never uses); with accumulation it is not,
+    because static_graph with no_sync mis-counts gradient hooks (pytorch#187732).
+    Every rank must call this with the same weights (`broadcast_module` first).
     """
-    if not ctx.distributed:
-        return
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    _all_reduce_mean(ctx, [p.grad for p in params])
+    if not (dist.is_available() and dist.is_initialized()):
+        return method
+    step = _TrainingStep(method)
+    frozen = [f"method.{name}" for name, p in method.named_parameters() if not p.requires_grad]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(step, frozen)
+    return DataParallelMethod(step, static_graph=accumulate == 1, **_NO_FORWARD_BUFFER_SYNC)
+
+
+def no_sync(model: nn.Module) -> contextlib.AbstractContextManager:
+    """For an accumulation micro-batch other than the last: its gradients stay on this rank and add up; the last
+    micro-batch's backward then reduces the sum once. Forward and backward both belong inside. A no-op for a model
+    that is not wrapped by `data_parallel`."""
+    return model.no_sync() if isinstance(model, DistributedDataParallel) else contextlib.nullcontext()
 
 
 def average_buffers(ctx: DistContext, module: nn.Module) -> None:
@@ -231,7 +295,7 @@ def average_buffers(ctx: DistContext, module: nn.Module) -> None:
         return
     buffers = [b for b in module.buffers() if b.is_floating_point()]
     if buffers:
-        _all_reduce_mean(ctx, buffers)
+        all_reduce_mean(ctx, buffers)
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -261,10 +325,14 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    """BatchNorm over the global batch of all ranks. On CUDA this is torch's SyncBatchNorm; on CPU (gloo), which
-    torch's version refuses, the per-channel sums are all-reduced in float64 with gradients. Same parameters and
-    buffers as BatchNorm, so checkpoints load into plain BatchNorm models. One process: plain BatchNorm."""
+class CPUSyncBatchNorm(_BatchNorm):
+    """BatchNorm over the global batch of all ranks on CPU with gloo (torch's SyncBatchNorm is CUDA-only, and DDP
+    refuses it in CPU modules): the per-channel sums are all-reduced in float64 with gradients. Same parameters and
+    buffers as BatchNorm, so checkpoints load into plain BatchNorm models. One process, or eval: plain BatchNorm."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected an input of at least 2 dimensions (N, C, ...), got {x.dim()}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and self.training and rank_and_world()[1] > 1:
@@ -295,10 +363,14 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         return y.to(x.dtype)
 
 
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm*d in `module` (in place where possible) by `SyncBatchNorm`, keeping its state."""
-    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
-        new = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Replace every BatchNorm*d in `module` (in place where possible) by a BatchNorm over the global batch, keeping
+    its state: torch's SyncBatchNorm when training on CUDA, `CPUSyncBatchNorm` on CPU. Returns the module."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, _BatchNorm) and not isinstance(module, CPUSyncBatchNorm):
+        new = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
         new.load_state_dict(module.state_dict())
         new.train(module.training)
         ref = next(itertools.chain(module.parameters(), module.buffers()), None)
@@ -309,7 +381,7 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
             new.bias.requires_grad_(module.bias.requires_grad)
         return new
     for name, child in module.named_children():
-        replaced = convert_sync_batchnorm(child)
+        replaced = convert_sync_batchnorm(child, device)
         if replaced is not child:
             setattr(module, name, replaced)
     return module

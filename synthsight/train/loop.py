@@ -51,8 +51,8 @@ from synthsight.train.checkpoint import (
 )
 from synthsight.train.collapse import CollapseError, CollapseMonitor
 from synthsight.train.distributed import (
-    DistContext, average_buffers, average_gradients, broadcast_int, broadcast_module, broadcast_str,
-    convert_sync_batchnorm, distributed_session, mean_across_ranks, on_main,
+    DistContext, average_buffers, broadcast_int, broadcast_module, broadcast_str, convert_sync_batchnorm,
+    data_parallel, distributed_session, mean_across_ranks, no_sync, on_main,
 )
 from synthsight.train.online_eval import OnlineKNN
 from synthsight.train.schedules import warmup_cosine
@@ -188,7 +188,7 @@ def build_training(
     t = cfg.trainer
     method = build_method(cfg)  # seeds the global RNG with trainer.seed (models.build.initial_backbone)
     if t.sync_bn:
-        convert_sync_batchnorm(method)
+        method = convert_sync_batchnorm(method, device)
     method = method.to(device)
     method.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     if t.channels_last:
@@ -256,20 +256,22 @@ def forward_backward(
     cfg: Config, step: int, device: torch.device,
 ) -> tuple[torch.Tensor, StepOutput]:
     """Gradients of one step, summed over trainer.accumulate micro-batches; returns this rank's mean loss and the
-    last micro-batch's StepOutput (its loss terms, and embeddings for the collapse alarm)."""
+    last micro-batch's StepOutput (its loss terms, and embeddings for the collapse alarm). `method` may be wrapped
+    by `data_parallel`: its gradients are then averaged over ranks by the last micro-batch's backward."""
     t = cfg.trainer
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
-    for _ in range(t.accumulate):
+    for i in range(t.accumulate):
         batch = next(batches, None)
         if batch is None:
             raise RuntimeError(f"the image stream ended at step {step} of {t.steps}")
         images, indices = batch[0], batch[1]
         labels = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
         g = PerImageRandom.for_images(t.seed, step, indices.tolist())  # augmentation: f(seed, step, image)
-        with autocast_context(t.amp, device):
-            out = method.training_step(images.to(device, non_blocking=True), g, labels)
-        scaler.scale(out.loss / t.accumulate).backward()
+        with no_sync(method) if i < t.accumulate - 1 else contextlib.nullcontext():
+            with autocast_context(t.amp, device):
+                out = method.training_step(images.to(device, non_blocking=True), g, labels)
+            scaler.scale(out.loss / t.accumulate).backward()
         total += out.loss.detach().float()
     return total / t.accumulate, out
 
@@ -360,6 +362,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     on_main(ctx, prepare_run_dir, run_dir, cfg, resume)
     on_main(ctx, remove_stale_temporaries, run_dir)
     broadcast_module(ctx, method)  # every rank starts from rank 0's weights
+    model = data_parallel(method, t.accumulate)  # the method, in DistributedDataParallel under torchrun
 
     log_path = run_dir / "train_log.csv"
     rows = _read_log(log_path, start) if ctx.is_main else []
@@ -393,8 +396,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
         torch.manual_seed(image_seed(t.seed, step, f"torch/rank{ctx.rank}"))  # dropout etc.: a pure fn of step
         buffers = [b.detach().clone() for b in method.buffers()] if t.skip_nonfinite else None  # undone on a skip
         try:
-            loss, out = forward_backward(method, optimizer, scaler, batches, cfg, step, device)
-            average_gradients(ctx, method)  # after all micro-batches: one reduction per step, same grads everywhere
+            loss, out = forward_backward(model, optimizer, scaler, batches, cfg, step, device)  # grads: rank mean
             loss_value = float(mean_across_ranks(loss))
             scaler.unscale_(optimizer)
             method.before_optimizer_step(step, t.steps)
