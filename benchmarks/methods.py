@@ -59,7 +59,9 @@ from synthsight.train.loop import pretrain
 # 3,000 classes in all, so at batch 256 SupCon has few same-class positives besides the other view.
 SYNTHETIC_FAMILIES = ["fractal_ifs/fractaldb", "contours/rcdb", "programs"]
 REAL = "fashion-mnist"  # the real-data reference (training split, labels unused) and the evaluation data
-EXCLUDED = {"distill": "learns from teacher checkpoints, not from images alone (benchmarks/distill.py)"}
+EXCLUDED = {"distill": "learns from teacher checkpoints, not from images alone (benchmarks/distill.py)",
+            "mae": "masks ViT patches and needs a ViT backbone (benchmarks/mim.py)",
+            "data2vec": "masks ViT patches and needs a ViT backbone (benchmarks/mim.py)"}
 
 # Per-method options at CPU scale (method.<key>, or trainer.* / views.* keys), applied only where the method's
 # config has that key: a key it lacks is listed as skipped in the header, never silently dropped.

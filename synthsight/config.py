@@ -130,9 +130,14 @@ class ModelConfig:
     small_stem: bool = True  # 3x3 stride-1 stem without max-pool for ResNets on 32-64 px images
     width: int = 64  # base width of the small ConvNet
     patch_size: int = 4  # ViT patch side in pixels: 4 gives an 8x8 grid at views.size=32 (timm's 16 is for 224 px)
+    # ViT features: token (the CLS token) | avg (mean of the patch tokens; MAE's fine-tuning and data2vec's linear
+    # probing convention). Weights are the same either way: `eval --pool` / `finetune --pool` may choose another.
+    # CNNs always average-pool and ignore it.
+    pool: str = "token"
 
     def __post_init__(self) -> None:
         check_ranges(self, "model", width=">=2", patch_size=">=1")
+        check_choices(self, "model", pool=("token", "avg"))
 
 
 @dataclass
@@ -206,6 +211,7 @@ class EvalConfig:
     fewshot_shots: list[int] = field(default_factory=lambda: [1, 5, 10])  # labelled training images per class
     fewshot_draws: int = 5  # seeded draws of those images; mean and std over draws are reported
     finetune_epochs: int = 10  # protocol finetune: epochs of full fine-tuning (AdamW, cosine) on the train split
+    pool: str | None = None  # ViT features for every encoder: token (CLS) | avg (patch mean); None = each run's own
     seed: int = 0  # seeds subsampling, validation split, k-means and few-shot draws
     batch_size: int = 512  # feature-extraction batch
     skip_bad: bool = False  # skip unreadable files in an ImageFolder (counted and reported) instead of stopping
@@ -214,6 +220,8 @@ class EvalConfig:
         check_ranges(self, "eval", size=SIZE_RULE, limit=">=1", test_limit=">=1", knn_k=">=1", knn_temperature=">0",
                      batch_size=">=1", knn_extra_k=">=1", kmeans_n_init=">=1", fewshot_shots=">=1",
                      fewshot_draws=">=1", finetune_epochs=">=1")
+        if self.pool is not None:
+            check_choices(self, "eval", pool=("token", "avg"))
 
 
 @dataclass

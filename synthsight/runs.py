@@ -131,9 +131,10 @@ def _write_evaluation(report: EvalReport, cfg: EvalConfig, out_dir: Path, second
 def finetune_run(checkpoint: Path, out_dir: Path, data: str = "fashion-mnist", test_data: str = "fashion-mnist",
                  settings=None, init: str = "pretrained", size: int | None = None, limit: int | None = None,
                  test_limit: int | None = None, device: str = "cpu", skip_bad: bool = False, progress: bool = True,
-                 log=print):
+                 log=print, pool: str | None = None):
     """Fine-tune a checkpoint's backbone (or, init="random", the same architecture from its starting weights) on
-    real data; write metrics.json (result, settings, per-epoch history), history.csv and per_class.csv."""
+    real data; write metrics.json (result, settings, per-epoch history), history.csv and per_class.csv. `pool`
+    (token | avg) replaces the run's model.pool for a ViT."""
     from synthsight.eval.data import load_dataset
     from synthsight.eval.finetune import FinetuneSettings, finetune
     from synthsight.eval.run import load_backbone, random_backbone
@@ -141,7 +142,7 @@ def finetune_run(checkpoint: Path, out_dir: Path, data: str = "fashion-mnist", t
     if init not in ("pretrained", "random"):
         raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
     s = settings or FinetuneSettings()
-    backbone, run_cfg, ckpt = load_backbone(checkpoint)
+    backbone, run_cfg, ckpt = load_backbone(checkpoint, pool)
     if init == "random":
         backbone = random_backbone(run_cfg)
     size = size or run_cfg.views.size
@@ -152,7 +153,8 @@ def finetune_run(checkpoint: Path, out_dir: Path, data: str = "fashion-mnist", t
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     run = finetune(backbone, train, test, s, device=device, progress=progress, log=log)
-    record = {"checkpoint": str(ckpt), "init": init, "backbone": run_cfg.model.backbone, "train_data": train.source,
+    record = {"checkpoint": str(ckpt), "init": init, "backbone": run_cfg.model.backbone, "pool": run_cfg.model.pool,
+              "train_data": train.source,
               "test_data": test.source, "classes": list(test.classes), "size": size, "device": str(device),
               "seconds": round(time.perf_counter() - t0, 1), "result": run.result.to_dict(), "history": run.history}
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=1))

@@ -21,6 +21,7 @@ BASE = [
     "trainer.threads=1", "trainer.amp=none", "trainer.device=cpu",
 ]
 LABELLED = "data.families=[fractal_ifs/svd]"  # the fastest family with categories
+VIT = "model.backbone=vit_tiny"  # masked image modelling (needs_vit): patch 4 at views.size=16, a 4x4 grid
 UNLABELLED = "data.families=[dead_leaves/mixed, spectrum/color]"
 LR = 0.005  # SGD without momentum: small enough to go downhill (DINO's head is steep), large enough to see
 MAX_STEPS = 3  # a step must lower the loss; noisy methods get up to this many tries
@@ -38,6 +39,8 @@ def teacher_run(tmp_path_factory):
 
 def _config(name: str, request):
     overrides = BASE + [LABELLED if METHODS.get(name).needs_labels else UNLABELLED, f"method.name={name}"]
+    if METHODS.get(name).needs_vit:
+        overrides.append(VIT)
     if name == "distill":
         overrides.append(f"method.teachers=[{request.getfixturevalue('teacher_run')}]")
     return load_config(None, overrides)

@@ -2,7 +2,8 @@
 
 The protocol of transfer studies (e.g. Kornblith et al. 2019; Baradad et al. 2021 fine-tune their
 procedurally pretrained networks the same way): AdamW (weight decay on weights, not on biases and norm
-parameters), linear warm-up then cosine decay to zero per step, random crops (reflect-padded by 1/8 of the side)
+parameters), linear warm-up then cosine decay to zero per step, optionally layer-wise lr decay for ViTs
+(`layer_decay`, the masked-image-modelling convention), random crops (reflect-padded by 1/8 of the side)
 and horizontal flips, bf16 autocast; top-1 on the test split after the last epoch. The backbone passed in is
 copied, never changed. Slower than the frozen-feature protocols: `synthsight finetune` runs it on its own, and
 `--protocols ...,finetune` adds it to `synthsight eval` (random init then gives the from-scratch baseline).
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsight.eval.data import LabeledImages
+from synthsight.eval.layer_decay import layer_decay_groups
 from synthsight.eval.result import ProtocolResult, per_class_accuracy
 from synthsight.models.preprocess import normalize_images
 from synthsight.train.schedules import warmup_cosine
@@ -40,6 +42,9 @@ class FinetuneSettings:
     augment: bool = True  # random crop (reflect pad side/8) + horizontal flip; off: the images as they are
     amp: bool = True  # bf16 autocast (CPU and CUDA); weights and optimiser state stay float32
     seed: int = 0  # head initialisation, batch order, augmentation
+    # ViTs only: layer-wise lr decay (eval/layer_decay.py), block i of L trains at lr x layer_decay^(L - i), the
+    # embeddings at lr x layer_decay^(L + 1), norm and head at lr; MAE fine-tuned with 0.65-0.75. 1 = off
+    layer_decay: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -51,6 +56,8 @@ class FinetuneSettings:
         for name in ("weight_decay", "warmup_epochs", "label_smoothing"):
             if getattr(self, name) < 0:
                 raise ValueError(f"finetune {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"finetune layer_decay must be in (0, 1], got {self.layer_decay}; 1 turns it off")
 
 
 @dataclass
@@ -106,10 +113,7 @@ def finetune(
         torch.manual_seed(s.seed)
         head = nn.Linear(dim, num_classes)
     model = nn.Sequential(net, head).to(device=device, memory_format=torch.channels_last).train()
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr)
+    opt = torch.optim.AdamW(layer_decay_groups(net, head, s.weight_decay, s.layer_decay), lr=s.lr)
 
     batch = min(s.batch_size, len(train))
     steps_per_epoch = len(train) // batch  # the last partial batch is dropped: no BatchNorm on one image
@@ -135,7 +139,7 @@ def finetune(
                     x = random_crop_flip(x, g)
                 lr = warmup_cosine(step, total, s.lr, warmup)
                 for group in opt.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_scale"]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.amp):
                     logits = model(x.contiguous(memory_format=torch.channels_last))
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=s.label_smoothing)

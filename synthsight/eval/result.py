@@ -71,7 +71,9 @@ class ProtocolResult:
         if self.protocol == "finetune":
             return (
                 f"full fine-tuning of backbone + linear head, AdamW (lr {s['lr']:g}, weight decay "
-                f"{s['weight_decay']:g}), cosine schedule with {s['warmup_epochs']:g} warm-up epochs, "
+                f"{s['weight_decay']:g}"
+                + (f", layer-wise lr decay {s['layer_decay']:g}" if s.get("layer_decay", 1) != 1 else "")
+                + f"), cosine schedule with {s['warmup_epochs']:g} warm-up epochs, "
                 f"{s['epochs']} epochs x batch {s['batch_size']}, {s['augment']}, {sizes}: top-1 {100 * self.top1:.2f}%"
             )
         head = ", ".join([self.protocol] + [f"{k}={v}" for k, v in s.items()])

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,12 +106,16 @@ class EvalReport:
                 "classes": self.classes, "baseline": self.baseline, "encoders": [e.to_dict() for e in self.encoders]}
 
 
-def load_backbone(checkpoint: Path) -> tuple[torch.nn.Module, Config, Path]:
+def load_backbone(checkpoint: Path, pool: str | None = None) -> tuple[torch.nn.Module, Config, Path]:
     """The backbone of a checkpoint (or a run folder's newest good one), with the run's config; a checkpoint holding
-    NaN or Inf is refused (NonFiniteStateError) rather than evaluated at chance."""
+    NaN or Inf is refused (NonFiniteStateError) rather than evaluated at chance. `pool` (token | avg) replaces the
+    run's model.pool, a ViT's features (same weights); the returned config carries it, so `random_backbone` of that
+    config pools the same way."""
     ckpt = resolve_checkpoint(checkpoint)
     meta = load_checkpoint(ckpt)
     cfg = config_from_dict(meta["config"])
+    if pool is not None:
+        cfg.model = replace(cfg.model, pool=pool)  # validated again: a bad name is a ConfigError
     backbone = build_backbone(cfg)
     weights = load_weights(ckpt)
     prefix = "backbone."
@@ -151,7 +155,7 @@ def evaluate(checkpoint: Path, cfg: EvalConfig, device: str | torch.device = "cp
              log: Callable[[str], None] = print) -> EvalReport:
     """Features of every encoder on cfg.data / cfg.test_data, then every protocol on each."""
     check_protocols(cfg.protocols)
-    backbone, run_cfg, ckpt = load_backbone(checkpoint)
+    backbone, run_cfg, ckpt = load_backbone(checkpoint, cfg.pool)
     train = load_dataset(cfg.data, "train", size=cfg.size, limit=cfg.limit, seed=cfg.seed, skip_bad=cfg.skip_bad)
     test = load_dataset(cfg.test_data, "test", size=cfg.size, limit=cfg.test_limit, seed=cfg.seed,
                         skip_bad=cfg.skip_bad)
@@ -171,7 +175,7 @@ def evaluate(checkpoint: Path, cfg: EvalConfig, device: str | torch.device = "cp
         elif other == "pixels":
             encoders.append((PIXELS, None))
         else:
-            net, _, other_ckpt = load_backbone(Path(other))
+            net, _, other_ckpt = load_backbone(Path(other), cfg.pool)
             encoders.append((f"checkpoint {other_ckpt}", net))
     ours = PRETRAINED_REAL.format(real=run_cfg.data.real) if run_cfg.data.real else PRETRAINED
     encoders.append((ours, backbone))  # last, so the table reads baseline -> ours

@@ -140,13 +140,15 @@ def _export(ckpt: Path, meta: dict[str, Any], cfg, run_dir: Path | None, formats
     if "safetensors" in formats:
         described = write_weights(net.backbone, cfg, out_dir, head=head)
         info["files"] += described["files"]
-        info.update(timm_architecture=described["timm_architecture"], timm_reason=described["timm_reason"])
+        info.update(timm_architecture=described["timm_architecture"], timm_reason=described["timm_reason"],
+                    timm_model_args=described["timm_model_args"])
         bar.update(1)
     else:
-        from synthsight.export.timm_weights import timm_compatibility
+        from synthsight.export.timm_weights import timm_compatibility, timm_model_args
 
         arch, reason = timm_compatibility(cfg, net.backbone)
-        info.update(timm_architecture=arch, timm_reason=reason)
+        info.update(timm_architecture=arch, timm_reason=reason,
+                    timm_model_args=timm_model_args(cfg) if arch is not None else {})
     if "onnx" in formats:
         info["onnx"] = export_onnx(net.backbone, out_dir / ONNX_FILE, cfg.views.size, head=head)
         info["files"].append(ONNX_FILE)

@@ -125,8 +125,9 @@ def _usage(info: dict[str, Any]) -> list[str]:
     files = info["files"]
     if info.get("timm_architecture"):
         arch = info["timm_architecture"]
+        args = "".join(f" {k}={v!r}," for k, v in (info.get("timm_model_args") or {}).items())
         lines += ["With timm only (no synthsight code):", "", "```python", "import timm",
-                  f"model = timm.create_model(\"{arch}\", pretrained=True, num_classes=0,",
+                  f"model = timm.create_model(\"{arch}\", pretrained=True, num_classes=0,{args}",
                   "                          pretrained_cfg_overlay=dict(file=\"model.safetensors\", "
                   "mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))",
                   "# or: timm.create_model(\"local-dir:THIS_FOLDER\", pretrained=True, num_classes=0)", "```", ""]

@@ -1,12 +1,17 @@
 """Backbone weights as safetensors, with a timm config.json when timm itself can rebuild the network.
 
-For a backbone timm can build as-is (resnet18/resnet50 with model.small_stem=false, any 'timm/<arch>' that
-synthsight does not modify), the state-dict keys are timm's own, so either of these loads the export with no
+For a backbone timm can build as-is (resnet18/resnet50 with model.small_stem=false, vit_tiny, any 'timm/<arch>'
+that synthsight does not modify), the state-dict keys are timm's own, so either of these loads the export with no
 synthsight code:
 
     timm.create_model("resnet18", pretrained=True, num_classes=0,
                       pretrained_cfg_overlay=dict(file="OUT/model.safetensors", mean=MEAN, std=STD))
     timm.create_model("local-dir:OUT", pretrained=True, num_classes=0)        # reads OUT/config.json
+
+A ViT also needs its model arguments (grid, patch side, pooling; `timm_model_args`): config.json carries them as
+timm's `model_args`, so the local-dir form needs nothing more; the file form passes them, e.g.
+`timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=0, img_size=32, patch_size=4,
+dynamic_img_size=True, global_pool="avg", fc_norm=False, pretrained_cfg_overlay=dict(file=...))`.
 
 Not every synthsight backbone is a timm network: the small stem (3x3 stride-1 conv1, no max-pool, for 32-64 px
 images) has no counterpart among timm ResNet's arguments (every `stem_type` starts with a stride-2 convolution,
@@ -30,7 +35,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from synthsight.config import Config, ModelConfig, build_dataclass
-from synthsight.models.backbones import TIMM_PREFIX, create_backbone
+from synthsight.models.backbones import TIMM_PREFIX, VIT_ARCHITECTURES, create_backbone, vit_timm_args
 from synthsight.models.preprocess import MEAN, STD
 from synthsight.train.checkpoint import save_tensors
 
@@ -38,7 +43,8 @@ WEIGHTS = "model.safetensors"
 HEAD_WEIGHTS = "head.safetensors"
 TIMM_CONFIG = "config.json"
 EXPORT_INFO = "export.json"  # synthsight's own description of the folder (how to rebuild, inputs, checks)
-TIMM_NAMES = {"resnet18": "resnet18", "resnet50": "resnet50"}  # registered synthsight names that are timm models
+# registered synthsight names that are timm models (the ViTs with the arguments of `timm_model_args`)
+TIMM_NAMES = {"resnet18": "resnet18", "resnet50": "resnet50", **VIT_ARCHITECTURES}
 
 
 def timm_architecture_name(model: ModelConfig) -> str | None:
@@ -48,16 +54,24 @@ def timm_architecture_name(model: ModelConfig) -> str | None:
     return TIMM_NAMES.get(model.backbone)
 
 
+def timm_model_args(cfg: Config) -> dict[str, Any]:
+    """The keyword arguments timm needs besides the architecture name to rebuild the backbone: a ViT's grid,
+    patch side and pooling (`models.backbones.vit_timm_args`); none for the others."""
+    if cfg.model.backbone in VIT_ARCHITECTURES:
+        return vit_timm_args(cfg.views.size, cfg.model.patch_size, cfg.model.pool)
+    return {}
+
+
 def timm_compatibility(cfg: Config, backbone: nn.Module) -> tuple[str | None, str]:
-    """(timm architecture, "") when `timm.create_model(arch, num_classes=0)` has exactly this backbone's
-    state-dict keys and shapes; otherwise (None, a sentence saying why and what to use instead)."""
+    """(timm architecture, "") when `timm.create_model(arch, num_classes=0, **timm_model_args(cfg))` has exactly
+    this backbone's state-dict keys and shapes; otherwise (None, a sentence saying why and what to use instead)."""
     import timm
 
     arch = timm_architecture_name(cfg.model)
     fallback = "load it with synthsight (`synthsight.export.timm_weights.load_exported`) or use the ONNX export"
     if arch is None:
         return None, f"{cfg.model.backbone!r} is synthsight's own network, not a timm architecture; {fallback}"
-    reference = timm.create_model(arch, pretrained=False, num_classes=0)
+    reference = timm.create_model(arch, pretrained=False, num_classes=0, **timm_model_args(cfg))
     ours = {k: tuple(v.shape) for k, v in backbone.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     if ours == theirs:
@@ -71,21 +85,26 @@ def timm_compatibility(cfg: Config, backbone: nn.Module) -> tuple[str | None, st
     return None, f"its parameters differ from timm's {arch} (e.g. {diff}); {fallback}"
 
 
-def timm_config(arch: str, num_features: int, image_size: int) -> dict[str, Any]:
-    """A timm hub-style config.json: `timm.create_model("local-dir:FOLDER")` rebuilds the model and its
-    preprocessing (input size, synthsight's normalisation) from it."""
-    return {
+def timm_config(arch: str, num_features: int, image_size: int, model_args: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """A timm hub-style config.json: `timm.create_model("local-dir:FOLDER")` rebuilds the model (with
+    `model_args`, e.g. a ViT's grid and pooling) and its preprocessing (input size, synthsight's normalisation)."""
+    model_args = dict(model_args or {})
+    first_conv = "conv1" if arch.startswith("resnet") else "patch_embed.proj" if "global_pool" in model_args else None
+    config = {
         "architecture": arch,
         "num_classes": 0,
         "num_features": num_features,
-        "global_pool": "avg",
+        "global_pool": model_args.get("global_pool", "avg"),
         "pretrained_cfg": {
             "input_size": [3, image_size, image_size], "fixed_input_size": False, "interpolation": "bilinear",
             "crop_pct": 1.0, "crop_mode": "center", "mean": list(MEAN), "std": list(STD), "num_classes": 0,
-            "first_conv": "conv1" if arch.startswith("resnet") else None, "classifier": None,
-            "license": "apache-2.0", "tag": "synthsight",
+            "first_conv": first_conv, "classifier": None, "license": "apache-2.0", "tag": "synthsight",
         },
     }
+    if model_args:
+        config["model_args"] = model_args
+    return config
 
 
 def write_weights(backbone: nn.Module, cfg: Config, out_dir: Path, head: nn.Module | None = None) -> dict[str, Any]:
@@ -101,10 +120,11 @@ def write_weights(backbone: nn.Module, cfg: Config, out_dir: Path, head: nn.Modu
         files.append(HEAD_WEIGHTS)
     arch, reason = timm_compatibility(cfg, backbone)
     if arch is not None:
-        config = timm_config(arch, backbone.num_features, cfg.views.size)
+        config = timm_config(arch, backbone.num_features, cfg.views.size, timm_model_args(cfg))
         (out_dir / TIMM_CONFIG).write_text(json.dumps(config, indent=1))
         files.append(TIMM_CONFIG)
-    return {"files": files, "timm_architecture": arch, "timm_reason": reason}
+    return {"files": files, "timm_architecture": arch, "timm_reason": reason,
+            "timm_model_args": timm_model_args(cfg) if arch is not None else {}}
 
 
 def load_exported(out_dir: Path) -> nn.Module:
@@ -112,7 +132,8 @@ def load_exported(out_dir: Path) -> nn.Module:
     info = json.loads((Path(out_dir) / EXPORT_INFO).read_text())
     model = build_dataclass(ModelConfig, info["model"], "model")
     net = create_backbone(model.backbone, small_stem=model.small_stem, width=model.width,
-                          image_size=info.get("image_size"), patch_size=model.patch_size)  # ViTs need both
+                          image_size=info.get("image_size"), patch_size=model.patch_size,
+                          pool=model.pool)  # ViTs need all three
     net.load_state_dict(load_file(str(Path(out_dir) / WEIGHTS)))
     return net.eval()
 

@@ -71,28 +71,68 @@ def resnet50(small_stem: bool = False, width: int = 64) -> nn.Module:
     return _timm_backbone("resnet50", small_stem)
 
 
+VIT_POOLS = ("token", "avg")  # ViT features: the CLS token, or the mean of the patch tokens (after the final norm)
+VIT_ARCHITECTURES = {"vit_tiny": "vit_tiny_patch16_224"}  # registered ViT names -> the timm architecture they build
+
+
+def vit_timm_args(image_size: int, patch_size: int, pool: str = "token") -> dict:
+    """The timm `create_model` arguments of synthsight's ViTs: the grid for `image_size` at `patch_size`, any input
+    size (position embeddings interpolated), and the pooling. `fc_norm=False` keeps the final norm before the pool
+    whichever pool is chosen, so both pools share one state dict and the pool can change after training."""
+    if pool not in VIT_POOLS:
+        raise ValueError(f"model.pool={pool!r} is not a ViT pooling; use one of {', '.join(VIT_POOLS)}")
+    return {"img_size": image_size, "patch_size": patch_size, "dynamic_img_size": True, "global_pool": pool,
+            "fc_norm": False}
+
+
+def is_vit(net: nn.Module) -> bool:
+    """Whether `net` is a timm VisionTransformer (what the masked-image-modelling methods need)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return isinstance(net, VisionTransformer)
+
+
+def _attention_kernel_for_input(attn: nn.Module, args: tuple) -> None:
+    attn.fused_attn = args[0].device.type != "cpu"
+
+
+def attention_by_device_(net: nn.Module) -> nn.Module:
+    """Let every timm attention layer in `net` pick its kernel from its input's device, on each call: PyTorch's
+    fused scaled_dot_product_attention on accelerators, the explicit softmax(q k^T / sqrt(d)) v on CPU. Under bf16
+    autocast on CPU the fused kernel's forward + backward took 5-7x longer for ViT-Tiny's short sequences (17 and
+    65 tokens, batch 64, one thread: 59 vs 9 ms and 200 vs 45 ms), which made ViT training ~2x slower. Same
+    maths and weights either way. Returns `net`."""
+    for module in net.modules():
+        if hasattr(module, "fused_attn"):
+            module.register_forward_pre_hook(_attention_kernel_for_input)
+    return net
+
+
 @BACKBONES.register("vit_tiny")
-def vit_tiny(small_stem: bool = True, width: int = 64, image_size: int = 32, patch_size: int = 4) -> nn.Module:
-    """timm ViT-Tiny (12 blocks, width 192, 3 heads, ~5.4M parameters; features = the CLS token, size 192) for
-    small images: patch_size 4 gives an 8x8 grid at 32 px. `image_size` sets the position-embedding grid; other
-    sizes (multi-crop's local crops, evaluation at another side) work too, the embeddings are interpolated.
+def vit_tiny(small_stem: bool = True, width: int = 64, image_size: int = 32, patch_size: int = 4,
+             pool: str = "token") -> nn.Module:
+    """timm ViT-Tiny (12 blocks, width 192, 3 heads, ~5.4M parameters; features of size 192) for small images:
+    patch_size 4 gives an 8x8 grid at 32 px. `image_size` sets the position-embedding grid; other sizes
+    (multi-crop's local crops, evaluation at another side) work too, the embeddings are interpolated. `pool`:
+    features = the CLS token ("token") or the mean of the patch tokens ("avg", MAE's fine-tuning convention).
     `small_stem` and `width` are ignored."""
     if image_size % patch_size:
         raise ValueError(f"vit_tiny: image side {image_size} is not a multiple of model.patch_size={patch_size}")
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=image_size,
-                             patch_size=patch_size, dynamic_img_size=True)
+    net = timm.create_model(VIT_ARCHITECTURES["vit_tiny"], pretrained=False, num_classes=0,
+                            **vit_timm_args(image_size, patch_size, pool))
+    return attention_by_device_(net)
 
 
 def create_backbone(name: str, small_stem: bool = True, width: int = 64, image_size: int | None = None,
-                    patch_size: int | None = None) -> nn.Module:
+                    patch_size: int | None = None, pool: str | None = None) -> nn.Module:
     """A registered backbone, or any timm architecture as 'timm/<name>' (random init, no download).
 
-    `image_size` (the training view side) and `patch_size` reach only the backbones whose factory takes them
-    (the ViTs); None keeps the factory's default."""
+    `image_size` (the training view side), `patch_size` and `pool` reach only the backbones whose factory takes
+    them (the ViTs); None keeps the factory's default. CNNs always average-pool."""
     if name.startswith(TIMM_PREFIX):
         return _timm_backbone(name[len(TIMM_PREFIX):], small_stem)
     factory = BACKBONES.get(name)
     accepted = inspect.signature(factory).parameters
-    options = {"image_size": image_size, "patch_size": patch_size}
+    options = {"image_size": image_size, "patch_size": patch_size, "pool": pool}
     extra = {k: v for k, v in options.items() if v is not None and k in accepted}
     return factory(small_stem=small_stem, width=width, **extra)

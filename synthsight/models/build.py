@@ -20,7 +20,7 @@ def build_backbone(cfg: Config) -> torch.nn.Module:
     for the training view side (views.size)."""
     m = cfg.model
     return create_backbone(m.backbone, small_stem=m.small_stem, width=m.width, image_size=cfg.views.size,
-                           patch_size=m.patch_size)
+                           patch_size=m.patch_size, pool=m.pool)
 
 
 def initial_backbone(cfg: Config, seed: int | None = None) -> torch.nn.Module:

@@ -1,0 +1,102 @@
+"""data2vec (Baevski et al. 2022, "data2vec: A General Framework for Self-supervised Learning in Speech, Vision and
+Language"; the efficient encoder of data2vec 2.0, Baevski et al. 2023): a student that sees a masked image
+predicts, at the hidden patches, the contextual representation an EMA teacher computes from the whole image.
+
+Per step, for a batch Tensor[B, 3, S, S]: one view (random resized crop + flip), a random patch mask per image as
+in MAE. The teacher (an EMA copy of the backbone, no gradient) encodes every patch; its target is the average of
+its last `top_k_blocks` block outputs, each instance-normalised over the image's tokens
+(`losses.mim.layer_average_targets`). The student encodes the CLS token + the visible patches only (data2vec
+2.0's cheap encoder; data2vec 1 fed mask tokens through the whole encoder), a light decoder with mask tokens
+(`models.mim_decoder.MaskedDecoder`, as MAE's, predicting D values per patch) fills in the hidden positions, and
+`losses.mim.masked_regression_loss` (MSE or smooth L1) is taken there. After the step the teacher moves towards
+the student (momentum `momentum` -> 1, cosine). Fixed 2-D sin-cos positions, as in MAE.
+
+What keeps the targets from collapsing to a constant is the slow teacher and the instance normalisation: watch
+the `embeddings` (mean visible student token per image) for a spread that shrinks to nothing.
+
+Example:
+    >>> method = Data2Vec(create_backbone("vit_tiny"), Data2VecConfig())
+    >>> out = method.training_step(images, torch.Generator().manual_seed(0)); out.loss.backward()
+    >>> optimizer.step(); method.after_optimizer_step(step, total_steps)   # EMA update of the teacher
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from synthsight.augment.rng import Randomness
+from synthsight.augment.views import ViewConfig
+from synthsight.config import ConfigError, check_choices, check_ranges
+from synthsight.losses.mim import layer_average_targets, masked_regression_loss
+from synthsight.methods.base import Method, StepOutput
+from synthsight.methods.mae import one_view
+from synthsight.methods.masking import (
+    embed_patches, encode_tokens, random_patch_mask, require_vit, take_tokens, use_sincos_positions_, visible_count,
+)
+from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy
+from synthsight.models.mim_decoder import MaskedDecoder
+from synthsight.registry import METHODS
+
+
+@dataclass
+class Data2VecConfig:
+    mask_ratio: float = 0.75  # fraction of patches hidden from the student (as MAE; data2vec 2.0 hides more, in blocks)
+    top_k_blocks: int = 6  # the teacher's last K block outputs are averaged into the target (half of ViT-Tiny's 12)
+    layer_norm_targets: bool = False  # also layer-normalise the averaged target over channels (data2vec 2.0)
+    loss: str = "mse"  # mse (data2vec 2.0) | smooth_l1 (data2vec)
+    loss_beta: float = 1.0  # smooth_l1 only: below this error the loss is quadratic, above it linear
+    # teacher EMA momentum at step 0, rising to 1 along a half cosine; the paper's 0.999+ suits 800 ImageNet
+    # epochs, runs of ~1k steps need a teacher that keeps up with the student (0.99-0.996)
+    momentum: float = 0.996
+    decoder_dim: int = 128  # decoder width (data2vec 2.0 uses a small convolutional decoder; MAE's suits too)
+    decoder_depth: int = 2  # decoder blocks
+    decoder_heads: int = 4  # attention heads of the decoder (decoder_dim must be divisible by it)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "method", mask_ratio="(0,1)", top_k_blocks=">=1", loss_beta=">0", momentum="[0,1]",
+                     decoder_dim=">=4", decoder_depth=">=1", decoder_heads=">=1")
+        check_choices(self, "method", loss=("mse", "smooth_l1"))
+
+
+@METHODS.register("data2vec")
+class Data2Vec(Method):
+    config_class = Data2VecConfig
+    needs_vit = True
+
+    def __init__(self, backbone: torch.nn.Module, cfg: Data2VecConfig, views: ViewConfig | None = None) -> None:
+        super().__init__(backbone)
+        require_vit(backbone, "data2vec")
+        if cfg.top_k_blocks > len(backbone.blocks):
+            raise ConfigError(f"method.top_k_blocks={cfg.top_k_blocks} but the backbone has {len(backbone.blocks)} "
+                              f"blocks; use at most {len(backbone.blocks)}")
+        self.cfg = cfg
+        self.views = views or ViewConfig()
+        visible_count((self.views.size // backbone.patch_embed.patch_size[0]) ** 2, cfg.mask_ratio)
+        use_sincos_positions_(backbone)
+        self.decoder = MaskedDecoder(backbone.embed_dim, backbone.embed_dim, cfg.decoder_dim, cfg.decoder_depth,
+                                     cfg.decoder_heads, num_prefix=backbone.num_prefix_tokens)
+        self.teacher_backbone = frozen_copy(backbone)
+
+    @torch.no_grad()
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's targets for normalised images: Tensor[B, N, D] in image order, float32, no gradient."""
+        prefix, patches, _ = embed_patches(self.teacher_backbone, x)
+        _, blocks = encode_tokens(self.teacher_backbone, torch.cat([prefix, patches], dim=1), self.cfg.top_k_blocks)
+        k = prefix.shape[1]
+        return layer_average_targets([b[:, k:] for b in blocks], self.cfg.layer_norm_targets)
+
+    def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
+        x = self.network_input(one_view(images, g, self.views))
+        target = self.targets(x)
+        prefix, patches, grid = embed_patches(self.backbone, x)
+        mask = random_patch_mask(g, len(x), patches.shape[1], self.cfg.mask_ratio, device=x.device)
+        tokens, _ = encode_tokens(self.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
+        pred = self.decoder(tokens, mask.restore, grid)
+        loss = masked_regression_loss(pred, target, mask.mask, self.cfg.loss, self.cfg.loss_beta)
+        embeddings = tokens[:, prefix.shape[1]:].mean(dim=1).detach().float()
+        return StepOutput(loss, {"data2vec": float(loss.detach())}, embeddings=embeddings)
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        ema_update_(self.teacher_backbone, self.backbone, cosine_momentum(step, total_steps, base=self.cfg.momentum))

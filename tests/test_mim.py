@@ -1,0 +1,233 @@
+"""Masked image modelling (MAE, data2vec): masking, the losses at hidden patches, the encoder that sees only
+visible patches, the data2vec teacher, sin-cos positions, ViT pooling, and the CPU attention kernel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthsight.augment.rng import PerImageRandom
+from synthsight.augment.views import ViewConfig
+from synthsight.config import ConfigError, load_config
+from synthsight.losses.mim import layer_average_targets, masked_pixel_loss, masked_regression_loss, patchify
+from synthsight.methods.data2vec import Data2Vec, Data2VecConfig
+from synthsight.methods.mae import MAE, MAEConfig
+from synthsight.methods.masking import embed_patches, encode_tokens, random_patch_mask, take_tokens, visible_count
+from synthsight.methods.momentum import cosine_momentum
+from synthsight.models.backbones import create_backbone
+from synthsight.models.mim_decoder import sincos_2d
+from synthsight.models.preprocess import normalize_images
+
+VIEWS = ViewConfig(size=16)  # patch 4: a 4x4 grid of 16 patches
+
+
+def vit(seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return create_backbone("vit_tiny", image_size=16, patch_size=4, **kw)
+
+
+def images(n: int = 6, size: int = 16, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------------ masking
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.6, 0.75, 0.9])
+def test_mask_hides_exactly_the_requested_fraction(ratio):
+    n = 64
+    m = random_patch_mask(torch.Generator().manual_seed(0), 8, n, ratio)
+    v = int(n * (1 - ratio))
+    assert m.keep.shape == (8, v) and m.restore.shape == (8, n) and m.mask.dtype == torch.bool
+    assert (m.mask.sum(dim=1) == n - v).all()
+    for b in range(8):  # the visible patches are exactly the unmasked ones, each once
+        assert sorted(m.keep[b].tolist()) == torch.nonzero(~m.mask[b]).flatten().tolist()
+    assert len({tuple(row) for row in m.mask.tolist()}) > 1  # images get their own masks
+
+
+def test_unshuffling_restores_image_order():
+    b, n, d = 4, 16, 5
+    m = random_patch_mask(torch.Generator().manual_seed(3), b, n, 0.75)
+    x = torch.randn(b, n, d)
+    filled = torch.cat([take_tokens(x, m.keep), torch.full((b, n - m.keep.shape[1], d), 7.0)], dim=1)
+    restored = take_tokens(filled, m.restore)  # what the decoder does with its mask tokens
+    assert torch.equal(restored[~m.mask], x[~m.mask])  # every visible patch back at its own position
+    assert (restored[m.mask] == 7.0).all()  # and a mask token at every hidden one
+
+
+def test_a_mask_depends_on_the_image_not_on_the_batch_it_is_in():
+    a = random_patch_mask(PerImageRandom.for_images(0, 5, [10, 11, 12]), 3, 16, 0.75)
+    b = random_patch_mask(PerImageRandom.for_images(0, 5, [11, 12]), 2, 16, 0.75)
+    assert torch.equal(a.mask[1:], b.mask)
+
+
+def test_a_ratio_that_leaves_no_patch_is_refused():
+    assert visible_count(64, 0.75) == 16
+    for ratio in (0.0, 0.999):
+        with pytest.raises(ValueError, match="mask_ratio"):
+            visible_count(16, ratio)
+
+
+# ------------------------------------------------------------------------------------------------- losses
+
+
+def test_patchify_lays_out_row_major_patches():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    p = patchify(x, 4)
+    assert p.shape == (2, 4, 48)
+    # patch 1 is row 0, column 1: pixels [0:4, 4:8], flattened as (row, column, channel)
+    assert torch.equal(p[1, 1], x[1, :, 0:4, 4:8].permute(1, 2, 0).flatten())
+    with pytest.raises(ValueError, match="multiple"):
+        patchify(torch.zeros(1, 3, 10, 10), 4)
+
+
+@pytest.mark.parametrize("loss", ["pixel", "mse", "smooth_l1"])
+def test_the_loss_ignores_visible_patches(loss):
+    def value(pred, target, mask):
+        if loss == "pixel":
+            return masked_pixel_loss(pred, target, mask)
+        return masked_regression_loss(pred, target, mask, loss)
+
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 8, 12, generator=g), torch.randn(2, 8, 12, generator=g)
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[:, ::2] = True  # even patches hidden
+    before = value(pred, target, mask)
+    visible_changed = target.clone()
+    visible_changed[:, 1] += 5 * torch.randn(2, 12, generator=g)
+    assert value(pred, visible_changed, mask).item() == pytest.approx(before.item(), abs=1e-6)
+    hidden_changed = target.clone()
+    hidden_changed[:, 0] += 5 * torch.randn(2, 12, generator=g)
+    assert abs(value(pred, hidden_changed, mask).item() - before.item()) > 1e-3
+
+
+def test_normalised_pixel_targets_ignore_each_patchs_brightness_and_contrast():
+    g = torch.Generator().manual_seed(1)
+    pred, target = torch.randn(2, 4, 12, generator=g), torch.randn(2, 4, 12, generator=g)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    affine = 3.0 * target + torch.randn(2, 4, 1, generator=g)  # per patch: new contrast and brightness
+    assert masked_pixel_loss(pred, affine, mask).item() == pytest.approx(masked_pixel_loss(pred, target, mask).item(),
+                                                                        rel=1e-4)
+    assert masked_pixel_loss(target, target, mask, norm_pix=False).item() == 0.0
+
+
+def test_layer_targets_are_the_mean_of_instance_normalised_blocks():
+    g = torch.Generator().manual_seed(2)
+    layers = [3 * torch.randn(2, 16, 8, generator=g) + 5, torch.randn(2, 16, 8, generator=g)]
+    one = layer_average_targets(layers[:1])
+    assert one.mean(dim=1).abs().max() < 1e-5  # every channel: zero mean over one image's tokens
+    assert torch.allclose(one.var(dim=1, unbiased=False), torch.ones(2, 8), atol=1e-3)  # and unit variance
+    both = layer_average_targets(layers)
+    assert torch.allclose(both, (one + layer_average_targets(layers[1:])) / 2, atol=1e-6)
+    ln = layer_average_targets(layers, layer_norm=True)
+    assert ln.mean(dim=-1).abs().max() < 1e-5
+
+
+# ------------------------------------------------------------------------------------------------ methods
+
+
+def test_the_encoder_sees_only_the_visible_patches():
+    net = vit().eval()
+    x = images(2)
+    m = random_patch_mask(torch.Generator().manual_seed(0), 2, 16, 0.75)
+
+    def encoded(img):
+        prefix, patches, grid = embed_patches(net, normalize_images(img))
+        assert grid == (4, 4) and patches.shape == (2, 16, 192)
+        tokens, _ = encode_tokens(net, torch.cat([prefix, take_tokens(patches, m.keep)], dim=1))
+        return tokens
+
+    before = encoded(x)
+    assert before.shape == (2, 1 + 4, 192)
+    hidden, visible = int(torch.nonzero(m.mask[0])[0]), int(m.keep[0, 0])
+    for patch, same in ((hidden, True), (visible, False)):
+        changed = x.clone()
+        r, c = divmod(patch, 4)
+        changed[0, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = torch.rand(3, 4, 4)
+        assert torch.allclose(encoded(changed), before, atol=1e-6) == same
+
+
+def test_the_encoder_on_every_patch_is_the_backbone_itself():
+    net = vit(pool="avg").eval()
+    x = normalize_images(images(2))
+    prefix, patches, _ = embed_patches(net, x)
+    tokens, blocks = encode_tokens(net, torch.cat([prefix, patches], dim=1), collect=3)
+    assert len(blocks) == 3 and torch.allclose(net.norm(blocks[-1]), tokens)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), tokens[:, 1:].mean(dim=1), rtol=1e-5, atol=1e-5)
+
+
+def test_mae_positions_are_fixed_sincos_and_the_decoder_is_separate():
+    method = MAE(vit(), MAEConfig(decoder_dim=32, decoder_depth=1, decoder_heads=2), views=VIEWS)
+    pos = method.backbone.pos_embed
+    assert not pos.requires_grad and torch.equal(pos[0, 0], torch.zeros(192))
+    torch.testing.assert_close(pos[0, 1:], sincos_2d(192, 4, 4))
+    assert len({tuple(r) for r in sincos_2d(16, 4, 4).tolist()}) == 16  # every position its own code
+    out = method.training_step(images(4, size=24), torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert pos.grad is None and method.decoder.mask_token.grad is not None
+    assert method.backbone.blocks[0].attn.qkv.weight.grad is not None
+    assert out.embeddings.shape == (4, 192) and not out.embeddings.requires_grad
+
+
+def test_data2vec_teacher_moves_only_by_ema_and_its_targets_carry_no_gradient():
+    method = Data2Vec(vit(), Data2VecConfig(top_k_blocks=3, decoder_dim=32, decoder_depth=1, decoder_heads=2,
+                                            momentum=0.9), views=VIEWS)
+    teacher = method.teacher_backbone
+    assert all(not p.requires_grad for p in teacher.parameters())
+    x = normalize_images(images(4))
+    target = method.targets(x)
+    assert target.shape == (4, 16, 192) and not target.requires_grad and target.grad_fn is None
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+    old = {n: p.clone() for n, p in teacher.named_parameters()}
+    method.training_step(images(4), torch.Generator().manual_seed(0)).loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    opt.step()  # the optimiser moves the student only
+    assert all(torch.equal(p, old[n]) for n, p in teacher.named_parameters())
+    student = dict(method.backbone.named_parameters())
+    assert not torch.equal(student["blocks.0.attn.qkv.weight"], old["blocks.0.attn.qkv.weight"])
+    method.after_optimizer_step(3, 10)
+    m = cosine_momentum(3, 10, base=0.9)
+    for n, p in teacher.named_parameters():  # teacher <- m x teacher + (1 - m) x student, nothing else
+        torch.testing.assert_close(p, m * old[n] + (1 - m) * student[n].detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_masked_modelling_needs_a_vit_and_says_so():
+    for cls, cfg in ((MAE, MAEConfig()), (Data2Vec, Data2VecConfig())):
+        with pytest.raises(ConfigError, match="model.backbone=vit_tiny"):
+            cls(create_backbone("smallconv", width=8), cfg)
+    with pytest.raises(ConfigError, match="top_k_blocks"):
+        Data2Vec(vit(), Data2VecConfig(top_k_blocks=13))
+    with pytest.raises(ConfigError, match="method.loss"):
+        Data2VecConfig(loss="l1")
+
+
+# ------------------------------------------------------------------------------------------ ViT plumbing
+
+
+def test_vit_pool_choice_changes_features_not_weights():
+    token, avg = vit(0, pool="token").eval(), vit(0, pool="avg").eval()
+    assert token.state_dict().keys() == avg.state_dict().keys()
+    avg.load_state_dict(token.state_dict())
+    x = normalize_images(images(2))
+    with torch.no_grad():
+        tokens = token.forward_features(x)
+        torch.testing.assert_close(token(x), tokens[:, 0])
+        torch.testing.assert_close(avg(x), tokens[:, 1:].mean(dim=1))
+    with pytest.raises(ConfigError, match="model.pool"):
+        load_config(None, ["model.pool=max"])
+
+
+def test_vit_attention_uses_the_explicit_kernel_on_cpu_with_the_same_result():
+    net = vit().eval()
+    x = normalize_images(images(2))
+    attn = net.blocks[0].attn
+    with torch.no_grad():
+        y = net(x)
+        assert attn.fused_attn is False  # chosen from the input's device on the call
+        handles = list(attn._forward_pre_hooks)
+        for block in net.blocks:
+            block.attn._forward_pre_hooks.clear()
+            block.attn.fused_attn = True
+        torch.testing.assert_close(net(x), y, rtol=1e-4, atol=1e-5)
+    assert handles
