@@ -306,3 +306,18 @@ def test_example_study_files_parse_and_expand() -> None:
     for path in files:
         plan = expand(load_study(path))
         assert plan.cells, path
+
+
+def test_fit_log_budget_recovers_a_and_b() -> None:
+    from synthsight.study.results import fit_log_budget
+
+    import math
+
+    summary = [{"variation": "w64", "eval_set": "s", "protocol": "knn", "budget": str(b),
+                "synthetic_mean": 0.5 + 0.03 * math.log(b)} for b in (5, 10, 20, 40)]
+    summary.append({"variation": "one budget", "eval_set": "s", "protocol": "knn", "budget": "5",
+                    "synthetic_mean": 0.6})
+    (fit,) = fit_log_budget(summary)
+    assert fit["variation"] == "w64" and fit["n_budgets"] == 4
+    assert fit["a"] == pytest.approx(0.5) and fit["b"] == pytest.approx(0.03)
+    assert fit["per_doubling"] == pytest.approx(0.03 * math.log(2), abs=1e-6)

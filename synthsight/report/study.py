@@ -165,8 +165,31 @@ def _per_class_table(per_class: list[dict[str, Any]], baseline: str) -> str:
             + "</details>")
 
 
+def _best_per_budget(summary: list[dict[str, Any]], fits: list[dict[str, Any]]) -> str:
+    """Per set x protocol x budget: the variation with the highest mean top-1; then the fits a + b ln(budget)."""
+    best: dict[tuple, dict[str, Any]] = {}
+    for r in summary:
+        key = (r["eval_set"], r["protocol"], float(r["budget"]))
+        if r["synthetic_mean"] is not None and (key not in best or r["synthetic_mean"] > best[key]["synthetic_mean"]):
+            best[key] = r
+    if len({k[2] for k in best}) < 2 and not fits:
+        return ""
+    body = [[esc(s), esc(p), esc(f"{b:g} {r['budget_unit']}"), esc(r["variation"]),
+             _pct(r["synthetic_mean"], r["synthetic_ci95"])] for (s, p, b), r in sorted(best.items())]
+    html = ("<p>The best variation at each budget (highest mean top-1; overlapping intervals mean no clear "
+            "winner).</p>" + table(["set", "protocol", "budget", "best variation", "top-1 (%)"], body, numeric_from=4))
+    if fits:
+        rows = [[esc(f["variation"]), esc(f["eval_set"]), esc(f["protocol"]), esc(f["n_budgets"]),
+                 f"{100 * f['a']:.2f}", f"{100 * f['b']:.2f}", f"{100 * f['per_doubling']:+.2f}"] for f in fits]
+        html += ("<p>Least-squares fit top-1 = a + b ln(budget) over the budgets' seed means (fits.csv), in points; "
+                 "extrapolate with care.</p>"
+                 + table(["variation", "set", "protocol", "budgets", "a", "b", "per doubling"], rows, numeric_from=3))
+    return html
+
+
 def build_study_report(spec: Any, plan: Any, out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
-                       per_class: list[dict[str, Any]], timings: Any = None) -> Path:
+                       per_class: list[dict[str, Any]], timings: Any = None,
+                       fits: list[dict[str, Any]] | None = None) -> Path:
     """Write out/report.html (and accuracy_vs_budget.png, variations.png); returns the page's path."""
     import yaml
 
@@ -193,6 +216,9 @@ def build_study_report(spec: Any, plan: Any, out: Path, rows: list[dict[str, Any
                           "top-1 against budget per variation (log scale)"))
         parts.append(_img(plot_variation_bars(summary, out / "variations.png"),
                           "top-1 per variation at the largest budget"))
+    scaling = _best_per_budget(summary, fits or [])
+    if scaling:
+        parts.append("<h2 id='scaling'>Budgets</h2>" + scaling)
     parts.append("<h2 id='runs'>Runs and their budgets</h2>" + _runs_table(rows))
     per_class_html = _per_class_table(per_class, spec.baseline)
     if per_class_html:

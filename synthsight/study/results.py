@@ -10,6 +10,8 @@ rebuilt at any time, also while a study runs or after it was killed.
     table.md       summary.csv as Markdown (top-1 in %)
     per_class.csv  per variation x budget x set x protocol x class: mean top-1 over seeds, minus random init's,
                    minus the baseline variation's (the per-class effect of what the variation changed)
+    fits.csv       per variation x set x protocol with 2+ budgets: least-squares top-1 = a + b ln(budget) over the
+                   seed means (the scaling question: which variation is best at which budget)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +120,26 @@ def summarize(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
+def fit_log_budget(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """top-1 = a + b ln(budget) per variation x set x protocol, least squares over the budgets' seed means (at least
+    two budgets); b is the gain per e-fold of budget, b ln 2 per doubling."""
+    groups: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for r in summary:
+        if r["synthetic_mean"] is not None:
+            groups.setdefault((r["variation"], r["eval_set"], r["protocol"]), []).append(
+                (math.log(float(r["budget"])), r["synthetic_mean"]))
+    out = []
+    for (variation, eval_set, protocol), points in groups.items():
+        if len({x for x, _ in points}) < 2:
+            continue
+        mx = sum(x for x, _ in points) / len(points)
+        my = sum(y for _, y in points) / len(points)
+        b = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+        out.append({"variation": variation, "eval_set": eval_set, "protocol": protocol, "n_budgets": len(points),
+                    "a": round(my - b * mx, 6), "b": round(b, 6), "per_doubling": round(b * math.log(2), 6)})
+    return out
+
+
 def _pct(x: float | None, ci: float | None = None) -> str:
     if x is None:
         return "n/a"
@@ -200,8 +223,11 @@ def write_results(spec: StudySpec, plan: Plan, out: Path, report: bool = True, t
     fields = ["variation", "budget", "eval_set", "protocol", "class_index", "class", "n_seeds", "top1",
               "minus_random", "baseline", "minus_baseline"]
     write_text_atomic(out / "per_class.csv", _csv(per_class, fields))
+    fits = fit_log_budget(summary)
+    write_text_atomic(out / "fits.csv", _csv(fits, ["variation", "eval_set", "protocol", "n_budgets", "a", "b",
+                                                    "per_doubling"]))
     if report:
         from synthsight.report.study import build_study_report
 
-        return build_study_report(spec, plan, out, rows, summary, per_class, timings)
+        return build_study_report(spec, plan, out, rows, summary, per_class, timings, fits)
     return out / "results.csv"
