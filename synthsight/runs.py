@@ -32,8 +32,28 @@ def write_samples(cfg: Config, run_dir: Path, n: int = 32) -> None:
     save_grid(make_view(images, g, cfg.views), run_dir / "views.png", nrow=8)
 
 
+def resolve_match(cfg: Config, run_dir: Path) -> tuple[Config, dict | None]:
+    """With data.match set: the config with the matched families, weights and options, and the record (measured
+    once; run_dir/match.json is reused when it was made for the same target and candidates)."""
+    from synthsight.analysis.match import apply_match, matched_config, same_match
+
+    if not cfg.data.match:
+        return cfg, None
+    path = Path(run_dir) / "match.json"
+    previous = json.loads(path.read_text()) if path.is_file() else None
+    if same_match(cfg, previous):
+        return matched_config(cfg, previous), previous
+    matched, record = apply_match(cfg)
+    if is_main_process():
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "match.json").write_text(json.dumps(record.to_dict(), indent=1))
+    return matched, record.to_dict()
+
+
 def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Pretrain, then write sample grids, train_summary.json and provenance.json (under torchrun: rank 0 only)."""
+    """Pretrain, then write sample grids, train_summary.json and provenance.json (under torchrun: rank 0 only).
+    With data.match, the stream is matched to the target first (resolve_match) and provenance records how."""
+    cfg, match = resolve_match(cfg, run_dir)
     result = pretrain(cfg, run_dir, resume=resume, progress=progress)
     if not is_main_process():
         return result
@@ -47,7 +67,11 @@ def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: boo
         "last_checks": result.last_checks,  # the collapse alarm's last figures and the online k-NN top-1, with steps
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size())  # what `synthsight verify` checks
+    path = write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size())  # `synthsight verify`
+    if match is not None:  # the target's figures and the choice they made: the only use of the target images
+        record = json.loads(path.read_text())
+        record["match"] = match
+        path.write_text(json.dumps(record, indent=1))
     return result
 
 

@@ -123,6 +123,10 @@ class StudyRunner:
     def steps(self, cell: Cell) -> tuple[int, dict[str, Any] | None]:
         """Steps for the cell's budget; a minutes budget uses the recipe's probe (measured once, kept)."""
         cfg = config_from_dict(cell.config)
+        if cfg.data.match:  # the probe must time the matched families, as the run will train on them
+            from synthsight.analysis.match import apply_match
+
+            cfg = apply_match(cfg)[0]
         if cell.budget.unit == "images":
             return steps_for_images(cell.budget.value, cfg.trainer.batch_size), None
         recipe = json.loads(json.dumps(cell.config))

@@ -369,7 +369,8 @@ def expand(spec: StudySpec) -> Plan:
                     # families do not matter on real images: reset them, so such references are shared
                     real = variation_config(spec, variation, seed, [
                         f"data.real={json.dumps(s.data)}", f"data.families={json.dumps(base_data.families)}",
-                        f"data.weights={json.dumps(base_data.weights)}"])
+                        f"data.weights={json.dumps(base_data.weights)}", "data.match=null",
+                        "data.match_families=null"])
                     rkey = add(Cell(cell_key("real", real.to_dict(), budget), "real", variation.name, seed, budget,
                                     real.to_dict(), [s.name], real_set=s.name))
                     uses.append(Use(variation.name, "real", seed, budget, s.name, rkey))
