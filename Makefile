@@ -1,5 +1,7 @@
 # make demo: install what is missing, then generate -> pretrain (CPU, minutes) -> evaluate on Fashion-MNIST -> report
 # make test: install what is missing, then run the test suite
+# make data: Fashion-MNIST (Debian package) and the photograph dev set (built offline from photographs inside
+#            scikit-image and scikit-learn, ~5 s; scripts/build_photo_patches.py)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,14 +17,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-data:
+data: install
 	@scripts/ensure_fashion_mnist.sh
+	@$(BIN)/python scripts/build_photo_patches.py --if-missing
 
 demo: install data
 	$(BIN)/synthsight demo
 
 test: install
 	@scripts/ensure_fashion_mnist.sh --optional
+	@$(BIN)/python scripts/build_photo_patches.py --if-missing || echo "warning: photograph dev set not built; tests that need it are skipped" >&2
 	$(BIN)/python -m pytest -q
 
 bench: install data

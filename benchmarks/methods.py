@@ -48,6 +48,8 @@ import yaml
 from synthsight.config import Config, EvalConfig, apply_overrides, config_from_dict, preset_path
 from synthsight.eval.run import PRETRAINED, RANDOM, evaluate
 from synthsight.registry import METHODS
+from synthsight.study.budget import probe_rate, steps_for_budget  # noqa: F401  (shared with `synthsight study`)
+from synthsight.study.stats import gap_closed  # noqa: F401
 from synthsight.train.build import build_method
 from synthsight.train.checkpoint import save_checkpoint, write_text_atomic
 from synthsight.train.distributed import resolve_device
@@ -86,32 +88,6 @@ FASHION_MNIST_TRAIN = 60000
 
 
 # ------------------------------------------------------------------------------------------- pure helpers
-
-
-def gap_closed(synthetic: float, real: float, random: float, min_gap: float = 0.005) -> float | None:
-    """G = (synthetic - random) / (real - random); None when real pretraining did not beat random init by more
-    than `min_gap` (default half a point, about the standard error of an accuracy on 10,000 test images: below
-    it the ratio is noise)."""
-    if real - random <= min_gap:
-        return None
-    return (synthetic - random) / (real - random)
-
-
-def steps_for_budget(minutes: float, steps_per_second: float) -> int:
-    """The number of steps that fill `minutes` at the measured speed (at least 1)."""
-    if minutes <= 0 or steps_per_second <= 0:
-        raise ValueError(f"need minutes > 0 and steps_per_second > 0, got {minutes}, {steps_per_second}")
-    return max(1, int(minutes * 60 * steps_per_second))
-
-
-def probe_rate(rows: list[dict[str, Any]], warmup: int, batch_size: int) -> float:
-    """Steps per second over the train-log rows after the first `warmup` steps; each row is one step (log_every=1)
-    with its images_per_second (global batch / that step's seconds)."""
-    timed = [r for r in rows if int(r["step"]) > warmup]
-    if not timed:
-        raise ValueError(f"the probe logged no step after its {warmup} warm-up steps")
-    seconds = sum(batch_size / float(r["images_per_second"]) for r in timed)
-    return len(timed) / seconds
 
 
 def eval_minutes(limit: int | None) -> float:

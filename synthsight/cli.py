@@ -1,4 +1,4 @@
-"""Command line: synthsight generate | pretrain | eval | finetune | report | demo | distill | export | verify.
+"""Command line: synthsight generate | pretrain | eval | finetune | report | demo | distill | export | verify | study.
 
 Each command writes one folder (or checks one) and names it at the end.
 
@@ -94,9 +94,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    "plots and analysis.json; about 25 s on Fashion-MNIST with two CPU cores, mostly t-SNE)")
 
 
-DATA_HELP = ("training images: fashion-mnist, cifar10:DIR, cifar100:DIR (the python-version folders), stl10:DIR "
-             "(stl10_binary), an ImageFolder dir <root>/<class>/<image> or .npz; a CIFAR/STL-10 folder is also "
-             "recognised without the prefix")
+DATA_HELP = ("training images: fashion-mnist, photos (the photograph dev set: scripts/build_photo_patches.py), "
+             "cifar10:DIR, cifar100:DIR (the python-version folders), stl10:DIR (stl10_binary), an ImageFolder dir "
+             "<root>/<class>/<image> or .npz; a CIFAR/STL-10 folder is also recognised without the prefix")
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
@@ -158,9 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthsight", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"synthsight {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    from synthsight.study.cli import add_parser as _add_study
+
     for add in (_add_generate, _add_pretrain, _add_eval, _add_finetune,
                 _add_report, _add_demo, _add_stats, _add_distill,
-                _add_export, _add_verify):
+                _add_export, _add_verify, _add_study):
         add(sub)
     for command in sub.choices.values():
         command.formatter_class = DefaultsHelpFormatter
@@ -537,9 +539,16 @@ def _stats_reference(args: argparse.Namespace) -> Path:
     return out
 
 
+def cmd_study(args: argparse.Namespace) -> Path:
+    from synthsight.study.cli import cmd_study as run
+
+    return run(args)
+
+
 COMMANDS = {"generate": cmd_generate, "pretrain": cmd_pretrain, "eval": cmd_eval, "finetune": cmd_finetune,
             "report": cmd_report,
-            "demo": cmd_demo, "distill": cmd_distill, "export": cmd_export, "verify": cmd_verify, "stats": cmd_stats}
+            "demo": cmd_demo, "distill": cmd_distill, "export": cmd_export, "verify": cmd_verify, "stats": cmd_stats,
+            "study": cmd_study}
 
 
 def main(argv: list[str] | None = None) -> int:

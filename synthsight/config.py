@@ -108,6 +108,11 @@ class DataConfig:
     # pretrain on these real images instead (labels unused): the real-data reference of benchmarks/methods.py;
     # any eval data spec, e.g. fashion-mnist
     real: str | None = None
+    # match the stream to these unlabelled target images (an eval data spec, e.g. photos): their summary figures
+    # (spectrum slope, contrast, colour, grey share, background) choose families and weights, replacing
+    # data.families / data.weights, and raise views.grayscale_p to the grey share (synthsight/analysis/match.py)
+    match: str | None = None
+    match_families: list[str] | None = None  # candidate families for data.match; None = a default set
 
     def __post_init__(self) -> None:
         check_ranges(self, "data", render_size=f"[8,{MAX_IMAGE_SIZE}]", weights=">=0")
@@ -122,6 +127,9 @@ class DataConfig:
                 parse_family_spec(spec, f"data.families[{i}]")
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+        if self.match is not None and not self.match.strip():
+            raise ConfigError("data.match is empty: give an eval data spec of the target images (e.g. photos, an "
+                              "ImageFolder dir, an .npz) or leave it unset (null)")
 
 
 @dataclass

@@ -36,15 +36,32 @@ def write_samples(cfg: Config, run_dir: Path, n: int = 32) -> None:
     save_grid(make_view(images, g, cfg.views), run_dir / "views.png", nrow=8)
 
 
+def resolve_match(cfg: Config, run_dir: Path) -> tuple[Config, dict | None]:
+    """With data.match set: the config with the matched families, weights and options, and the record (measured
+    once; a resumed run reuses run_dir/match.json when it was made for the same target and candidates)."""
+    from synthsight.analysis.match import apply_match, matched_config, same_match
+
+    if not cfg.data.match:
+        return cfg, None
+    path = Path(run_dir) / "match.json"
+    previous = json.loads(path.read_text()) if path.is_file() else None
+    if same_match(cfg, previous):
+        return matched_config(cfg, previous), previous
+    matched, record = apply_match(cfg)
+    return matched, record.to_dict()  # written to run_dir/match.json and provenance once the run has trained
+
+
 def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
     """Pretrain, then write train_summary.json, provenance.json and the sample grids, in that order: what `verify`
     needs first, optional pictures last (under torchrun: rank 0 only). The run folder stays locked throughout.
+    With data.match, the stream is matched to the target first (resolve_match) and provenance records how.
 
     --resume of a finished run whose provenance.json is missing (the disk filled up after the last checkpoint)
     writes it and returns a result with `finished_before` set; with provenance.json present it is refused.
     """
     main = is_main_process()
     with run_lock(run_dir) if main else contextlib.nullcontext():
+        cfg, match = resolve_match(cfg, run_dir)  # data.match: the stream matched to the target images first
         try:
             result = pretrain(cfg, run_dir, resume=resume, progress=progress)
         except RunFinishedError as err:
@@ -53,7 +70,7 @@ def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: boo
             return _write_missing_provenance(run_dir, err.checkpoint)
         if not main:
             return result
-        _write_records(cfg, run_dir, result)
+        _write_records(cfg, run_dir, result, match)
         write_samples(cfg, run_dir)
     return result
 
@@ -67,7 +84,7 @@ def _write_missing_provenance(run_dir: Path, checkpoint: Path) -> TrainResult:
                        int(meta.get("skipped_steps", 0)), finished_before=True)
 
 
-def _write_records(cfg: Config, run_dir: Path, result: TrainResult) -> None:
+def _write_records(cfg: Config, run_dir: Path, result: TrainResult, match: dict | None = None) -> None:
     summary = {
         "steps": result.steps, "final_loss": round(result.final_loss, 4), "seconds": round(result.seconds, 1),
         "images_per_second": round(result.images_per_second, 1), "checkpoint": str(result.checkpoint),
@@ -77,7 +94,12 @@ def _write_records(cfg: Config, run_dir: Path, result: TrainResult) -> None:
         "last_checks": result.last_checks,  # the collapse alarm's last figures and the online k-NN top-1, with steps
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size())  # what `synthsight verify` checks
+    path = write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size())  # `synthsight verify`
+    if match is not None:  # the target's figures and the choice they made: the only use of the target images
+        (Path(run_dir) / "match.json").write_text(json.dumps(match, indent=1))
+        record = json.loads(path.read_text())
+        record["match"] = match
+        path.write_text(json.dumps(record, indent=1))
 
 
 def check_eval_out(out_dir: Path, checkpoint: Path, cfg: EvalConfig, overwrite: bool) -> None:

@@ -1,8 +1,9 @@
 """Real labelled images for evaluation: Fashion-MNIST, CIFAR-10/100, STL-10, any ImageFolder, or an .npz.
 
-Spec strings: "fashion-mnist" (Debian package files), "cifar10:DIR", "cifar100:DIR" (the python-version folders,
-see cifar.py), "stl10:DIR" (the binary folder, see stl10.py), or a bare path: a directory is recognised as
-CIFAR-10, CIFAR-100 or STL-10 by its files, otherwise read as an ImageFolder; a file must be an .npz.
+Spec strings: "fashion-mnist" (Debian package files), "photos" (photographs from installed packages, photos.py),
+"cifar10:DIR", "cifar100:DIR" (the python-version folders, see cifar.py), "stl10:DIR" (the binary folder, see
+stl10.py), or a bare path: a directory is recognised as CIFAR-10, CIFAR-100 or STL-10 by its files, otherwise read
+as an ImageFolder; a file must be an .npz.
 
 Every source comes out the same way: uint8 Tensor[N, 3, S, S] (grey replicated to three channels, resized to
 S x S with antialiased bilinear interpolation, aspect ratio not kept) and int64 labels.
@@ -85,10 +86,10 @@ def load_dataset(
     seed: int = 0,
     skip_bad: bool = False,
 ) -> LabeledImages:
-    """Load `spec`: "fashion-mnist" (or "fashion-mnist:train" / ":test", which overrides `split`),
-    "cifar10:DIR" / "cifar100:DIR" / "stl10:DIR" (their `split`), a directory (CIFAR or STL-10 files are
-    recognised, else it is read as <root>/<class>/<image>, split ignored), or an .npz with `images` and
-    `labels` (split ignored).
+    """Load `spec`: "fashion-mnist" (or "fashion-mnist:train" / ":test", which overrides `split`), "photos"
+    (the photograph dev set of photos.py: "photos", "photos:test" or "photos:PATH"), "cifar10:DIR" /
+    "cifar100:DIR" / "stl10:DIR" (their `split`), a directory (CIFAR or STL-10 files are recognised, else it is
+    read as <root>/<class>/<image>, split ignored), or an .npz with `images` and `labels` (split ignored).
 
     `limit` keeps a seeded, stratified subset of that many images (classes in proportion to their size).
     `skip_bad` skips unreadable files in an ImageFolder (counted in `n_skipped`) instead of raising.
@@ -98,6 +99,10 @@ def load_dataset(
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     name, _, forced_split = spec.partition(":")
+    if name.lower() == "photos":  # the photograph dev set built by scripts/build_photo_patches.py (photos.py)
+        from synthsight.eval.photos import load_photos
+
+        return load_photos(spec, split, size, limit, seed)
     if name.lower() in NAMED_DATASETS:
         return _load_fashion_mnist(forced_split or split, size, limit, seed)
     if name.lower() in PATH_DATASETS:
@@ -114,7 +119,8 @@ def load_dataset(
             f"no such file or directory: {path}; check the path (relative paths start at {Path.cwd()})"
         )
     raise DatasetError(
-        unknown_name_message("dataset", spec, list(NAMED_DATASETS) + [f"{n}:DIR" for n in PATH_DATASETS])
+        unknown_name_message("dataset", spec,
+                             [*NAMED_DATASETS, "photos", *(f"{n}:DIR" for n in PATH_DATASETS)])
         + f", or a path to an ImageFolder directory or .npz file (no file or directory {spec!r} exists)"
     )
 

@@ -1,0 +1,111 @@
+"""Budgets: minutes or images per run -> steps, a speed probe of the real train loop, and the over/under flag.
+
+Equal wall-clock is planned by a probe and then checked: a minutes budget becomes trainer.steps = budget x the
+steady-state steps/second that a short run of the same recipe measured (so the warm-up + cosine schedule still
+spans the whole run: a time limit inside the loop would cut it short), and after training the measured seconds
+are compared with the budget; more than TOLERANCE off either way is flagged beside the result.
+
+Example:
+    >>> steps_for_budget(5, 2.0)              # 600 steps fill 5 minutes at 2 steps/s
+    >>> budget_flag(345.0, 300.0)             # 'over': 15% more than the 5-minute budget (10% is tolerated)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from synthsight.config import Config, apply_overrides, config_from_dict
+
+TOLERANCE = 0.10  # a run more than 10% over or under its wall-clock budget is flagged
+
+
+def steps_for_budget(minutes: float, steps_per_second: float) -> int:
+    """The number of steps that fill `minutes` at the measured speed (at least 1)."""
+    if minutes <= 0 or steps_per_second <= 0:
+        raise ValueError(f"need minutes > 0 and steps_per_second > 0, got {minutes}, {steps_per_second}")
+    return max(1, int(minutes * 60 * steps_per_second))
+
+
+def steps_for_images(images: float, batch_size: int) -> int:
+    """The number of global batches that see at least `images` images (at least 1)."""
+    if images <= 0 or batch_size < 1:
+        raise ValueError(f"need images > 0 and batch_size >= 1, got {images}, {batch_size}")
+    return max(1, math.ceil(images / batch_size))
+
+
+def probe_rate(rows: list[dict[str, Any]], warmup: int, batch_size: int) -> float:
+    """Steps per second over the train-log rows after the first `warmup` steps; each row is one step (log_every=1)
+    with its images_per_second (global batch / that step's seconds)."""
+    timed = [r for r in rows if int(r["step"]) > warmup]
+    if not timed:
+        raise ValueError(f"the probe logged no step after its {warmup} warm-up steps")
+    seconds = sum(batch_size / float(r["images_per_second"]) for r in timed)
+    return len(timed) / seconds
+
+
+def budget_flag(seconds: float | None, budget_seconds: float | None, tolerance: float = TOLERANCE) -> str:
+    """'over' / 'under' when the measured training seconds miss the budget by more than `tolerance` (relative),
+    'ok' within it, '' when there is no wall-clock budget (an images budget) or nothing was measured."""
+    if seconds is None or not budget_seconds:
+        return ""
+    ratio = seconds / budget_seconds
+    if ratio > 1 + tolerance + 1e-9:
+        return "over"
+    if ratio < 1 - tolerance - 1e-9:
+        return "under"
+    return "ok"
+
+
+def schedule_overrides(cfg: Config, steps: int, checkpoints: int) -> list[str]:
+    """trainer.steps, a warm-up scaled like the config's own (its warmup_steps / steps ratio, at least 1 step) and
+    `checkpoints` evenly spaced checkpoints."""
+    t = cfg.trainer
+    warmup = max(1, round(steps * t.warmup_steps / t.steps)) if t.warmup_steps else 0
+    return [f"trainer.steps={steps}", f"trainer.warmup_steps={min(warmup, steps)}",
+            f"trainer.checkpoint_every={max(1, math.ceil(steps / checkpoints))}"]
+
+
+def with_steps(cfg: Config, steps: int, checkpoints: int) -> Config:
+    return config_from_dict(apply_overrides(cfg.to_dict(), schedule_overrides(cfg, steps, checkpoints)))
+
+
+def probe(cfg: Config, folder: Path, warmup: int = 8, steps: int = 10) -> dict[str, Any]:
+    """Measured steady-state steps/second of the real train loop on this recipe: `warmup` untimed steps (worker
+    start-up, the batches the data loader renders ahead), then `steps` timed ones. The folder is removed after."""
+    from synthsight.train.loop import pretrain
+
+    n = warmup + steps
+    probe_cfg = config_from_dict(apply_overrides(cfg.to_dict(), [
+        f"trainer.steps={n}", "trainer.log_every=1", f"trainer.checkpoint_every={n}",
+        f"trainer.warmup_steps={warmup}", "trainer.online_eval_every=0"]))
+    shutil.rmtree(folder, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        pretrain(probe_cfg, folder, progress=False)
+        with open(folder / "train_log.csv") as f:
+            rate = probe_rate(list(csv.DictReader(f)), warmup, cfg.trainer.batch_size)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"steps_per_second": rate, "warmup": warmup, "steps": steps,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def log_seconds(path: Path, batch_size: int) -> float | None:
+    """Training seconds of the logged steps, from train_log.csv (each row: log_every steps at images_per_second);
+    used for a run that was resumed, whose summary counts only its last part."""
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    total, last = 0.0, 0
+    for row in rows:
+        step, ips = int(row["step"]), float(row["images_per_second"] or 0)
+        if ips > 0:
+            total += (step - last) * batch_size / ips
+        last = step
+    return total

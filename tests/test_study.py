@@ -1,0 +1,323 @@
+"""The study harness: spec parsing and expansion, cell keys, budgets, statistics, and tiny end-to-end studies
+(images budgets of a few steps, a 3-class .npz as the real set) that are resumed, changed and killed."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthsight.cli import main
+from synthsight.study.budget import budget_flag, log_seconds, schedule_overrides, steps_for_images
+from synthsight.study.results import collect_rows, summarize
+from synthsight.study.runner import run_study
+from synthsight.study.spec import Budget, StudyError, cell_key, expand, load_study, parse_study
+from synthsight.study.stats import gap_closed, mean_ci
+from tests.conftest import TINY
+
+TINY_BASE = [o for o in TINY if not o.startswith(("trainer.steps", "trainer.warmup_steps", "trainer.checkpoint"))]
+
+
+@pytest.fixture
+def real_set(tmp_path: Path) -> Path:
+    """A 3-class colour .npz: 60 images of 16 px, each class tinted by one channel."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    images = (rng.random((60, 16, 16, 3)) * 80).astype(np.uint8)
+    for c in range(3):
+        images[labels == c, :, :, c] += 120
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+def study(real: Path, **changes) -> dict:
+    data = {
+        "name": "tiny",
+        "base": {"preset": "demo", "overrides": TINY_BASE},
+        "budget": {"images": 64},
+        "seeds": [0],
+        "eval": {"protocols": ["knn"], "sets": {"tiny": {"data": str(real)}}},
+        "variations": [{"name": "dead leaves", "set": {"data.families": ["dead_leaves/mixed"]}},
+                       {"name": "spectrum", "set": {"data.families": ["spectrum/color"]}}],
+    }
+    data.update(changes)
+    return data
+
+
+# ------------------------------------------------------------------------------------------- pure parts
+
+
+def test_expand_counts_and_shares_cells(tmp_path: Path) -> None:
+    spec = parse_study(study(tmp_path / "x.npz", seeds=[0, 1], budget={"images": [64, 128]}))
+    plan = expand(spec)
+    kinds = [c.kind for c in plan.cells]
+    # random init: one per architecture x seed (both variations share it); references: families do not matter
+    # on real images, so both variations share one per seed x budget
+    assert (kinds.count("random"), kinds.count("synthetic"), kinds.count("real")) == (2, 8, 4)
+    assert kinds[:2] == ["random", "random"]  # random inits first
+    assert len(plan.uses) == 2 * 2 + 8 + 8  # random and real uses exist per variation
+    shared = {u.key for u in plan.uses if u.kind == "real" and u.seed == 0 and u.budget == Budget("images", 64)}
+    assert len(shared) == 1
+
+
+def test_expand_width_grid_supervised_method_and_no_baselines(tmp_path: Path) -> None:
+    data = study(tmp_path / "x.npz", grid={"model.width": [4, 8]})
+    data["variations"].append({"name": "supcon", "set": {"method": "supcon", "data.families": ["contours/rcdb"],
+                                                         "method.proj_hidden": 32, "method.proj_dim": 16}})
+    spec = parse_study(data)
+    assert [v.name for v in spec.variations][:2] == ["dead leaves, width=4", "dead leaves, width=8"]
+    plan = expand(spec)
+    assert sum(c.kind == "random" for c in plan.cells) == 2  # one per width; the method does not matter
+    assert not any(c.kind == "real" and c.variation.startswith("supcon") for c in plan.cells)
+    assert any("supcon" in n and "class labels" in n for n in plan.notes)
+    bare = expand(parse_study(study(tmp_path / "x.npz", reference=False, random_init=False)))
+    assert {c.kind for c in bare.cells} == {"synthetic"}
+
+
+def test_cell_key_ignores_steps_and_follows_everything_else(tmp_path: Path) -> None:
+    spec = parse_study(study(tmp_path / "x.npz"))
+    cfg = expand(spec).cells[1].config
+    b = Budget("images", 64)
+    moved = json.loads(json.dumps(cfg))
+    moved["trainer"]["steps"] = 999
+    moved["trainer"]["warmup_steps"] = 7
+    moved["eval"]["limit"] = 5
+    assert cell_key("synthetic", cfg, b) == cell_key("synthetic", moved, b)
+    moved["trainer"]["lr"] = 0.1
+    assert cell_key("synthetic", cfg, b) != cell_key("synthetic", moved, b)
+    assert cell_key("synthetic", cfg, b) != cell_key("synthetic", cfg, Budget("images", 65))
+    assert cell_key("synthetic", cfg, b) != cell_key("real", cfg, b)
+    moved = json.loads(json.dumps(cfg))
+    moved["method"] = {"name": "byol"}
+    assert cell_key("random", cfg, None) == cell_key("random", moved, None)
+
+
+def test_study_file_errors_name_the_key(tmp_path: Path) -> None:
+    real = tmp_path / "x.npz"
+    with pytest.raises(StudyError, match="unknown study key"):
+        parse_study(study(real, seeds_=[0]))
+    with pytest.raises(StudyError, match="budget must be"):
+        parse_study(study(real, budget={"hours": 1}))
+    with pytest.raises(StudyError, match="positive"):
+        parse_study(study(real, budget={"minutes": [5, -1]}))
+    with pytest.raises(StudyError, match="eval.sets"):
+        parse_study(study(real, eval={"sets": {}}))
+    with pytest.raises(StudyError, match="distinct integers"):
+        parse_study(study(real, seeds=[0, 0]))
+    with pytest.raises(StudyError, match="baseline"):
+        parse_study(study(real, baseline="nope"))
+    bad = study(real, variations=[{"name": "typo", "set": {"trainer.lrr": 1}}])
+    with pytest.raises(StudyError, match="variation 'typo'.*trainer.lrr"):
+        expand(parse_study(bad))
+    with pytest.raises(ValueError, match="unknown protocol"):
+        parse_study(study(real, eval={"protocols": ["knnn"], "sets": {"x": "fashion-mnist"}}))
+
+
+def test_mean_ci_and_gap_closed() -> None:
+    mean, half = mean_ci([0.80, 0.82, 0.84])
+    assert mean == pytest.approx(0.82)
+    assert half == pytest.approx(4.302653 * 0.02 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2) x sd / sqrt(n)
+    assert mean_ci([0.5]) == (0.5, None)
+    assert gap_closed(0.80, 0.90, 0.70) == pytest.approx(0.5)
+    assert gap_closed(0.95, 0.90, 0.70) == pytest.approx(1.25)
+    assert gap_closed(0.80, 0.703, 0.70) is None  # real within noise of random: no ratio
+
+
+def test_budget_helpers(tmp_path: Path) -> None:
+    assert steps_for_images(64, 16) == 4 and steps_for_images(65, 16) == 5 and steps_for_images(1, 16) == 1
+    assert budget_flag(300, 300) == "ok" and budget_flag(330, 300) == "ok" and budget_flag(270, 300) == "ok"
+    assert budget_flag(331, 300) == "over" and budget_flag(269, 300) == "under"
+    assert budget_flag(100, None) == "" and budget_flag(None, 300) == ""
+    from synthsight.config import load_config
+
+    cfg = load_config("demo")  # 1000 steps with 30 warm-up steps
+    assert schedule_overrides(cfg, 200, 4) == ["trainer.steps=200", "trainer.warmup_steps=6",
+                                               "trainer.checkpoint_every=50"]
+    log = tmp_path / "train_log.csv"
+    log.write_text("step,loss,lr,images_per_second\n2,1,0.1,32\n4,1,0.1,16\n5,1,0.1,16\n")
+    assert log_seconds(log, batch_size=16) == pytest.approx(2 * 16 / 32 + 2 * 16 / 16 + 1)
+
+
+def test_summary_g_per_variation_from_rows(tmp_path: Path) -> None:
+    spec = parse_study(study(tmp_path / "x.npz", seeds=[0, 1]))
+    rows = []
+    for seed, (syn, real, rnd) in enumerate([(0.80, 0.90, 0.70), (0.84, 0.90, 0.70)]):
+        common = {"variation": "dead leaves", "eval_set": "tiny", "protocol": "knn", "seed": seed, "status": "done",
+                  "train_seconds": 10.0, "images_seen": 64, "budget_flag": "over" if seed else "ok", "run_key": "k"}
+        rows += [{**common, "kind": "synthetic", "budget_unit": "images", "budget": "64", "top1": syn},
+                 {**common, "kind": "real", "budget_unit": "images", "budget": "64", "top1": real},
+                 {**common, "kind": "random", "budget_unit": "", "budget": "", "top1": rnd}]
+    (row,) = summarize(spec, rows)
+    assert row["synthetic_mean"] == pytest.approx(0.82) and row["real_mean"] == pytest.approx(0.90)
+    assert row["gap_closed"] == pytest.approx(0.6)
+    assert row["gap_closed_per_seed"] == "0.500 0.700"
+    assert row["n_seeds"] == 2 and row["flagged_runs"] == 1
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _count_pretrain(monkeypatch) -> list[str]:
+    import synthsight.runs
+
+    calls: list[str] = []
+    real = synthsight.runs.pretrain_run
+
+    def counting(cfg, run_dir, resume=False, progress=True):
+        calls.append(Path(run_dir).name)
+        return real(cfg, run_dir, resume=resume, progress=progress)
+
+    monkeypatch.setattr(synthsight.runs, "pretrain_run", counting)
+    return calls
+
+
+def test_tiny_study_end_to_end_then_reuse_then_change(real_set: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "study"
+    calls = _count_pretrain(monkeypatch)
+    spec = parse_study(study(real_set))
+    run_study(spec, out, progress=False, log=lambda _: None)
+    assert len(calls) == 3  # two synthetic runs and the one reference they share
+    rows = _csv(out / "results.csv")
+    # one row per run x set x protocol, per variation: random + synthetic + real
+    assert len(rows) == 6 and {r["kind"] for r in rows} == {"synthetic", "real", "random"}
+    syn = [r for r in rows if r["kind"] == "synthetic"]
+    assert all(r["images_seen"] == "64" and r["steps"] == "4" and float(r["train_seconds"]) > 0 for r in syn)
+    assert all(r["budget_flag"] == "" for r in syn)  # an images budget has no wall-clock to miss
+    summary = _csv(out / "summary.csv")
+    assert [r["variation"] for r in summary] == ["dead leaves", "spectrum"]
+    for name in ("table.md", "per_class.csv", "report.html", "accuracy_vs_budget.png", "variations.png",
+                 "timings.json", "plan.json", "study.yaml"):
+        assert (out / name).is_file(), name
+    assert "G per seed" in (out / "report.html").read_text()
+    assert len(_csv(out / "per_class.csv")) == 2 * 3  # synthetic variations x classes
+
+    calls.clear()
+    run_study(spec, out, progress=False, log=lambda _: None)
+    assert calls == []  # every cell reused: same config hashes
+
+    changed = study(real_set)
+    changed["variations"][1]["set"]["trainer.lr"] = 0.001  # only spectrum's recipe changes
+    run_study(parse_study(changed), out, progress=False, log=lambda _: None)
+    assert len(calls) == 2 and all("spectrum" in c for c in calls)  # its synthetic run and its own reference
+
+
+def test_killed_study_continues_where_it_stopped(real_set: Path, tmp_path: Path, monkeypatch) -> None:
+    import synthsight.train.loop as loop
+
+    out = tmp_path / "study"
+    spec = parse_study(study(real_set, random_init=False, reference=False,
+                             budget={"images": 128}))  # 8 steps, checkpoints every 2
+    real_save = loop.save_checkpoint
+    saved = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saved.append(args[1])
+        if len(saved) == 6:  # the first run's 4 checkpoints, then 2 of the second's
+            raise KeyboardInterrupt("simulated kill")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(spec, out, progress=False, log=lambda _: None)
+    calls = _count_pretrain(monkeypatch)
+    run_study(spec, out, progress=False, log=lambda _: None)
+    assert len(calls) == 1 and "spectrum" in calls[0]  # the finished first run is reused
+    rows = {r["variation"]: r for r in _csv(out / "results.csv")}
+    assert rows["dead leaves"]["resumed"] == "False" and rows["spectrum"]["resumed"] == "True"
+    assert rows["spectrum"]["steps"] == "8" and float(rows["spectrum"]["train_seconds"]) > 0
+    log = (out / "runs").glob("synthetic-spectrum-*/train_log.csv")
+    assert [int(r["step"]) for r in _csv(next(log))][-1] == 8
+
+
+def test_failed_cell_is_recorded_skipped_then_retried(real_set: Path, tmp_path: Path, monkeypatch) -> None:
+    import synthsight.runs
+
+    out = tmp_path / "study"
+    spec = parse_study(study(real_set, random_init=False, reference=False))
+    real = synthsight.runs.pretrain_run
+
+    def fail_spectrum(cfg, run_dir, resume=False, progress=True):
+        if "spectrum" in Path(run_dir).name:
+            raise RuntimeError("simulated collapse")
+        return real(cfg, run_dir, resume=resume, progress=progress)
+
+    monkeypatch.setattr(synthsight.runs, "pretrain_run", fail_spectrum)
+    run_study(spec, out, progress=False, log=lambda _: None)
+    rows = {r["variation"]: r for r in _csv(out / "results.csv")}
+    assert rows["dead leaves"]["status"] == "done"
+    assert rows["spectrum"]["status"] == "failed" and "simulated collapse" in rows["spectrum"]["error"]
+    assert "1 failed" in (out / "table.md").read_text()
+    monkeypatch.setattr(synthsight.runs, "pretrain_run", real)
+    run_study(spec, out, progress=False, log=lambda _: None)  # skipped: still failed
+    assert {r["variation"]: r["status"] for r in _csv(out / "results.csv")}["spectrum"] == "failed"
+    run_study(spec, out, progress=False, retry_failed=True, log=lambda _: None)
+    assert {r["variation"]: r["status"] for r in _csv(out / "results.csv")}["spectrum"] == "done"
+
+
+def test_minutes_budget_probes_once_and_records_the_check(real_set: Path, tmp_path: Path, monkeypatch) -> None:
+    import synthsight.study.runner as runner
+
+    out = tmp_path / "study"
+    data = study(real_set, random_init=False, reference=False, budget={"minutes": 0.02}, seeds=[0, 1],
+                 probe={"warmup": 1, "steps": 2})
+    data["variations"] = data["variations"][:1]
+    probes = []
+    real_probe = runner.probe
+    monkeypatch.setattr(runner, "probe", lambda *a, **k: probes.append(1) or real_probe(*a, **k))
+    run_study(parse_study(data), out, progress=False, log=lambda _: None)
+    assert len(probes) == 1  # one recipe: both seeds take the same steps
+    (rate,) = json.loads((out / "probes.json").read_text()).values()
+    rows = _csv(out / "results.csv")
+    assert len({r["steps"] for r in rows}) == 1
+    assert int(rows[0]["steps"]) == max(1, int(1.2 * rate["steps_per_second"]))
+    assert all(r["budget_seconds"] == "1.2" and r["budget_flag"] in ("ok", "over", "under") for r in rows)
+    assert all(float(r["budget_ratio"]) == pytest.approx(float(r["train_seconds"]) / 1.2, abs=0.01) for r in rows)
+
+
+def test_cli_help_plan_and_report(real_set: Path, tmp_path: Path, capsys) -> None:
+    import yaml
+
+    with pytest.raises(SystemExit) as info:
+        main(["study", "--help"])
+    assert info.value.code == 0 and "resumable" in capsys.readouterr().out.lower()
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study(real_set)))
+    assert main(["study", str(path), "--out", str(tmp_path / "o"), "--plan"]) == 0
+    text = capsys.readouterr().out
+    assert "4 cells, 4 to do" in text and "random" in text
+    assert main(["study", str(path), "--out", str(tmp_path / "missing"), "--report"]) == 2
+    assert load_study(path).name == "tiny"
+
+
+def test_example_study_files_parse_and_expand() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs" / "studies"
+    files = sorted(root.glob("*.yaml"))
+    assert files, "configs/studies/*.yaml: the example study files"
+    for path in files:
+        plan = expand(load_study(path))
+        assert plan.cells, path
+
+
+def test_fit_log_budget_recovers_a_and_b() -> None:
+    from synthsight.study.results import fit_log_budget
+
+    import math
+
+    summary = [{"variation": "w64", "eval_set": "s", "protocol": "knn", "budget": str(b),
+                "synthetic_mean": 0.5 + 0.03 * math.log(b)} for b in (5, 10, 20, 40)]
+    summary.append({"variation": "one budget", "eval_set": "s", "protocol": "knn", "budget": "5",
+                    "synthetic_mean": 0.6})
+    (fit,) = fit_log_budget(summary)
+    assert fit["variation"] == "w64" and fit["n_budgets"] == 4
+    assert fit["a"] == pytest.approx(0.5) and fit["b"] == pytest.approx(0.03)
+    assert fit["per_doubling"] == pytest.approx(0.03 * math.log(2), abs=1e-6)
