@@ -91,6 +91,19 @@ def _vertex_terms(vertices: int, n1: int, n2: int) -> torch.Tensor:
     return torch.stack([torch.cos(theta), torch.sin(theta), wave]).float()
 
 
+_COUNTING: dict[torch.device, torch.Tensor] = {}
+
+
+def _counting(n: int, device: torch.device) -> torch.Tensor:
+    """0, 1, ..., n-1 as float32 on `device` (exact below 2^24): a slice of one kept, grown as needed (making a
+    fresh range every group of lines costs several percent of the rendering)."""
+    have = _COUNTING.get(device)
+    if have is None or have.numel() < n:
+        size = max(n, 2 * (0 if have is None else have.numel()))
+        have = _COUNTING[device] = torch.arange(size, device=device, dtype=torch.float32)
+    return have[:n]
+
+
 @GENERATORS.register("contours")
 class Contours(Generator):
     """Contour bundles as RCDB and Visual Atoms draw them; see the module docstring.
@@ -262,6 +275,6 @@ class Contours(Generator):
         marks.index_add_(0, ends, torch.ones_like(ends))
         owner = marks[:total].cumsum(0, dtype=torch.int32)
         a, s = rows.view(4, -1).index_select(1, owner).view(2, 2, total)  # (index_select is slow on dim 2)
-        j = torch.arange(total, device=device, dtype=torch.float32)
+        j = _counting(total, device)
         xy = torch.addcmul(a, s, j).clamp_(0.0, side - 1.0).to(torch.int32)  # [2, points] pixel columns, rows
         canvas.index_add_(0, xy[1].mul_(side).add_(xy[0]), torch.view_as_complex(ink).view(-1).index_select(0, owner))
