@@ -58,7 +58,7 @@ NOISE_STEP = 0.3197 / math.sqrt((256**2 - 1) / 12)
 # (coverage min(D, 1)), m -> infinity lines fall at random (1 - exp(-D)). m = 2.5 gives the per-image mean and std
 # of the reference's rasteriser (1-pixel lines on the 512 canvas, later ones drawn over earlier ones, box-averaged)
 # within 0.005 for both variants, measured on the same parameters.
-OVERLAP = 2.5
+OVERLAP = 2.5  # (render computes the power as x^2 sqrt(x))
 CHUNK = 32768  # edges drawn at a time: one group's temporaries stay in the processor's cache
 
 
@@ -89,6 +89,19 @@ def _vertex_terms(vertices: int, n1: int, n2: int) -> torch.Tensor:
     theta[-1] = 0.0
     wave = 0.5 * (torch.sin(n1 * theta) + torch.sin(n2 * theta))
     return torch.stack([torch.cos(theta), torch.sin(theta), wave]).float()
+
+
+_COUNTING: dict[torch.device, torch.Tensor] = {}
+
+
+def _counting(n: int, device: torch.device) -> torch.Tensor:
+    """0, 1, ..., n-1 as float32 on `device` (exact below 2^24): a slice of one kept, grown as needed (making a
+    fresh range every group of lines costs several percent of the rendering)."""
+    have = _COUNTING.get(device)
+    if have is None or have.numel() < n:
+        size = max(n, 2 * (0 if have is None else have.numel()))
+        have = _COUNTING[device] = torch.arange(size, device=device, dtype=torch.float32)
+    return have[:n]
 
 
 @GENERATORS.register("contours")
@@ -185,10 +198,11 @@ class Contours(Generator):
             self._splat(p, white, image)
         # line length per pixel, in pixels, -> pixels' worth of line (width k), and the mean of the lines'
         # grey - background; the part of the pixel they cover (see OVERLAP) takes that grey
-        length, shade = torch.view_as_real(sums).view(-1, side, side, 2)[:, 1:-1, 1:-1].unbind(-1)
-        mean = shade / length.clamp(min=1e-6)
-        cover = length.mul(-k / OVERLAP).add_(1.0).clamp_(min=0.0).pow_(OVERLAP).neg_().add_(1.0)
-        grey = torch.addcmul(mean.new_tensor(float(white)), mean, cover).clamp_(0.0, 1.0)
+        length, shade = torch.view_as_real(sums).view(-1, side, side, 2)[:, 1:-1, 1:-1].permute(3, 0, 1, 2).contiguous()
+        mean = shade.div_(length.clamp(min=1e-6))
+        free = length.mul_(-k / OVERLAP).add_(1.0).clamp_(min=0.0)  # (1 - D/m)^m = free^2 sqrt(free), m = 2.5
+        grey = torch.addcmul(mean, mean, free.sqrt().mul_(free).mul_(free), value=-1.0).add_(float(white))
+        grey = grey.clamp_(0.0, 1.0)
         return grey.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
     def _render(self, params: Sequence[dict[str, torch.Tensor]], device: torch.device, per_image: bool) -> torch.Tensor:
@@ -261,6 +275,6 @@ class Contours(Generator):
         marks.index_add_(0, ends, torch.ones_like(ends))
         owner = marks[:total].cumsum(0, dtype=torch.int32)
         a, s = rows.view(4, -1).index_select(1, owner).view(2, 2, total)  # (index_select is slow on dim 2)
-        j = torch.arange(total, device=device, dtype=torch.float32)
+        j = _counting(total, device)
         xy = torch.addcmul(a, s, j).clamp_(0.0, side - 1.0).to(torch.int32)  # [2, points] pixel columns, rows
         canvas.index_add_(0, xy[1].mul_(side).add_(xy[0]), torch.view_as_complex(ink).view(-1).index_select(0, owner))
