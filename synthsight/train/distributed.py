@@ -270,7 +270,9 @@ def data_parallel(method: nn.Module, accumulate: int = 1) -> nn.Module:
     Buffers are not broadcast at each forward (BatchNorm statistics are averaged at checkpoints by
     `average_buffers`; queues and centres are kept equal by the methods). With one micro-batch per step the graph
     is declared static (DDP then also tolerates parameters a method never uses); with accumulation it is not,
-    because static_graph with no_sync mis-counts gradient hooks (pytorch#187732).
+    because static_graph with no_sync mis-counts gradient hooks (pytorch/pytorch#187732, accelerate#3679).
+    device_ids stays None (allowed for a module on one device, CUDA included): the inputs are on the device already,
+    and DDP would otherwise try to move the augmentation randomness `g` too.
     Every rank must call this with the same weights (`broadcast_module` first).
     """
     if not (dist.is_available() and dist.is_initialized()):
