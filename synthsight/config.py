@@ -138,8 +138,8 @@ class ModelConfig:
     small_stem: bool = True  # 3x3 stride-1 stem without max-pool for ResNets on 32-64 px images
     width: int = 64  # base width of the small ConvNet
     patch_size: int = 4  # ViT patch side in pixels: 4 gives an 8x8 grid at views.size=32 (timm's 16 is for 224 px)
-    # ViT features: token (the CLS token) | avg (mean of the patch tokens; MAE's fine-tuning and data2vec's linear
-    # probing convention). Weights are the same either way: `eval --pool` / `finetune --pool` may choose another.
+    # ViT features: token (the CLS token) | avg (mean of the patch tokens, after the final norm; MAE fine-tunes on
+    # it). Weights are the same either way: `eval --pool` / `finetune --pool` may choose another after training.
     # CNNs always average-pool and ignore it.
     pool: str = "token"
 

@@ -90,7 +90,7 @@ def timm_config(arch: str, num_features: int, image_size: int, model_args: dict[
     """A timm hub-style config.json: `timm.create_model("local-dir:FOLDER")` rebuilds the model (with
     `model_args`, e.g. a ViT's grid and pooling) and its preprocessing (input size, synthsight's normalisation)."""
     model_args = dict(model_args or {})
-    first_conv = "conv1" if arch.startswith("resnet") else "patch_embed.proj" if "global_pool" in model_args else None
+    first_conv = "conv1" if arch.startswith("resnet") else "patch_embed.proj" if arch.startswith("vit") else None
     config = {
         "architecture": arch,
         "num_classes": 0,

@@ -93,6 +93,8 @@ def is_vit(net: nn.Module) -> bool:
 
 
 def _attention_kernel_for_input(attn: nn.Module, args: tuple) -> None:
+    if torch.compiler.is_compiling():  # no attribute writes inside a torch.compile trace: the compiler decides
+        return
     attn.fused_attn = args[0].device.type != "cpu"
 
 
