@@ -474,7 +474,7 @@ def cmd_export(args: argparse.Namespace) -> Path:
         print(f"timm: timm.create_model('{info['timm_architecture']}', pretrained=True, num_classes=0, "
               f"pretrained_cfg_overlay=dict(file='{out / 'model.safetensors'}'))")
     else:
-        print(f"note: not loadable by timm alone: {info.get('timm_reason')}")
+        print(f"WARNING: this export does NOT load with timm alone: {info.get('timm_reason')}", file=sys.stderr)
     if "onnx" in info:
         print(f"onnx: matches PyTorch within rtol={info['onnx']['rtol']}, atol={info['onnx']['atol']} "
               f"(max |diff| {info['onnx']['max_abs_diff']})")

@@ -2,6 +2,7 @@
 features; the ONNX graph matches PyTorch in onnxruntime; the model card and provenance come with every export."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -83,8 +84,8 @@ def test_small_stem_and_smallconv_say_why_timm_cannot_load_them(small_run, tmp_p
     assert arch is None and "small stem" in reason and "stride-2" in reason and "ONNX" in reason
     out = tmp_path / "x"
     assert main(["export", str(small_run), "--format", "safetensors", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "not loadable by timm alone" in printed and f"export folder: {out}" in printed
+    printed = capsys.readouterr()
+    assert "WARNING: this export does NOT load with timm alone" in printed.err and f"export folder: {out}" in printed.out
     assert not (out / "config.json").exists()
     assert "not loadable by timm" in (out / "README.md").read_text()
     backbone, _, _ = load_backbone(small_run)
@@ -103,6 +104,11 @@ def test_onnx_matches_pytorch_with_and_without_head(small_run, tmp_path):
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     x = _images(n=7)  # another batch size than the one traced
     features, head = session.run(["features", "head"], {"images": x.numpy()})
+    assert info["onnx"]["inputs"]["images"] == ["batch", 3, "height", "width"]  # a ConvNet takes any side
+    other = _images(n=3, size=2 * x.shape[-1])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(session.run(["features"], {"images": other.numpy()})[0]),
+                                   load_backbone(small_run)[0].eval()(other), rtol=1e-4, atol=1e-5)
     backbone, _, ckpt = load_backbone(small_run)
     weights = load_file(str(ckpt / "model.safetensors"))
     from synthsight.models.heads import mlp_head
@@ -223,3 +229,12 @@ def test_exported_weights_have_the_permissions_of_the_other_files(small_run, tmp
     export(small_run, ["safetensors"], out, with_head=True, progress=False)
     mode = (out / "README.md").stat().st_mode & 0o777
     assert {(out / n).stat().st_mode & 0o777 for n in ("model.safetensors", "head.safetensors")} == {mode}
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*_gpu.yaml")))
+def test_every_gpu_preset_trains_a_backbone_timm_loads_alone(preset):
+    from synthsight.train.build import build_backbone
+
+    cfg = load_config(preset)
+    arch, reason = timm_compatibility(cfg, build_backbone(cfg))
+    assert arch is not None, f"{preset}: {reason}"

@@ -53,9 +53,18 @@ def onnx_available() -> bool:
     return True
 
 
+def has_fixed_input_size(backbone: nn.Module) -> bool:
+    """True for networks whose input side is part of the weights (a ViT's position embeddings); ConvNets with
+    global pooling take any side."""
+    return hasattr(backbone, "pos_embed") or hasattr(backbone, "patch_embed")
+
+
 def export_onnx(backbone: nn.Module, path: Path, image_size: int, head: nn.Module | None = None,
                 seed: int = 0) -> dict[str, Any]:
-    """Write `path` and check it with onnxruntime; returns what was checked (batch, max differences, tolerance)."""
+    """Write `path` and check it with onnxruntime; returns what was checked (batch, max differences, tolerance).
+
+    The batch axis is always dynamic; the image height and width are too where the network allows it (not a ViT,
+    whose position embeddings fix the grid), checked at the training side and at 1.5x it."""
     if not onnx_available():
         raise ExportError(INSTALL_HINT)
     import onnx
@@ -63,6 +72,8 @@ def export_onnx(backbone: nn.Module, path: Path, image_size: int, head: nn.Modul
     net = (_WithHead(backbone, head) if head is not None else backbone).cpu().eval()
     net = net.to(memory_format=torch.contiguous_format)
     outputs = ["features", "head"] if head is not None else ["features"]
+    dynamic_size = not has_fixed_input_size(backbone)
+    image_axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     g = torch.Generator().manual_seed(seed)
     example = torch.randn(2, 3, image_size, image_size, generator=g)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,12 +81,16 @@ def export_onnx(backbone: nn.Module, path: Path, image_size: int, head: nn.Modul
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
         torch.onnx.export(
             net, (example,), str(path), dynamo=False, input_names=["images"], output_names=outputs,
-            dynamic_axes={"images": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}, opset_version=OPSET,
+            dynamic_axes={"images": image_axes, **{o: {0: "batch"} for o in outputs}}, opset_version=OPSET,
             do_constant_folding=True,
         )
     onnx.checker.check_model(str(path))
     check = verify_onnx(net, path, image_size, outputs, seed=seed + 1)
-    check.update(opset=OPSET, inputs={"images": ["batch", 3, image_size, image_size]},
+    if dynamic_size:  # another side must give PyTorch's answer too
+        check["other_size"] = {"side": image_size * 3 // 2,
+                               **verify_onnx(net, path, image_size * 3 // 2, outputs, seed=seed + 2)}
+    side = ["height", "width"] if dynamic_size else [image_size, image_size]
+    check.update(opset=OPSET, inputs={"images": ["batch", 3, *side]},
                  outputs=outputs, normalisation="(x - 0.5) / 0.25 per channel, x in [0, 1]")
     return check
 
