@@ -217,7 +217,7 @@ class FractalIFS(Generator):
                 few = {k: v[rows] for k, v in part.items()}
                 target = out[start + first : start + first + few["maps"].shape[0]]
                 if self.style == "anderson":
-                    anderson.paint(xs[:, rows], ys[:, rows], few, target)
+                    anderson.paint(xs[:, rows], ys[:, rows], few, target, per_image=grouped)
                 elif self.style == "stipple":
                     stipple.paint(xs[:, rows], ys[:, rows], few, target)
                 else:
