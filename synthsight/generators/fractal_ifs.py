@@ -57,7 +57,8 @@ class FractalIFS(Generator):
             stipple, fractaldb_color: colour).
         points: chaos-game points per image (default size^2: 16k at 128 px; the reference generators use 100k,
             which looks much the same and measures within the tolerances of synthsight stats --reference).
-        chains: parallel chains per image (default min(256, points / 32) rounded down to a power of two).
+        chains: parallel chains per image (default points / 32 rounded down to a power of two, within [32, 1024]:
+            512 at 128 px, 1024 for 100k points; more chains mean fewer, larger steps).
         background: style colour only: "black", "smooth", "textured" or "mixed" (each image picks one); default
             smooth for svd, mixed for the others.
         fill_threshold: FractalDB's filter (fraction of a coarse grid the attractor must cover).
@@ -94,7 +95,7 @@ class FractalIFS(Generator):
         if points < 64:
             raise ValueError(f"points must be >= 64, got {points}")
         if chains is None:
-            chains = 1 << max(5, min(8, (points // 32).bit_length() - 1))
+            chains = 1 << max(5, min(10, (points // 32).bit_length() - 1))
         if not 2 <= chains <= points:
             raise ValueError(f"chains must be in [2, points], got {chains}")
         if background is not None and style != "colour":
@@ -216,7 +217,7 @@ class FractalIFS(Generator):
                 few = {k: v[rows] for k, v in part.items()}
                 target = out[start + first : start + first + few["maps"].shape[0]]
                 if self.style == "anderson":
-                    anderson.paint(xs[:, rows], ys[:, rows], few, target)
+                    anderson.paint(xs[:, rows], ys[:, rows], few, target, per_image=grouped)
                 elif self.style == "stipple":
                     stipple.paint(xs[:, rows], ys[:, rows], few, target)
                 else:

@@ -76,9 +76,11 @@ def sample(rng: torch.Generator, size: int) -> dict[str, torch.Tensor]:
     }
 
 
-def paint(xs: torch.Tensor, ys: torch.Tensor, p: dict[str, torch.Tensor], out: torch.Tensor) -> None:
+def paint(xs: torch.Tensor, ys: torch.Tensor, p: dict[str, torch.Tensor], out: torch.Tensor,
+          per_image: bool = False) -> None:
     """Write images out [B, 3, S, S] from the points xs, ys [T, B, K] of their (already flipped) systems and their
-    stacked parameters p (see `sample`, each with a leading batch dimension, on out's device)."""
+    stacked parameters p (see `sample`, each with a leading batch dimension, on out's device). per_image: blur one
+    image at a time (CPU: its planes stay in the cache) rather than all blurred images at once."""
     b, size = out.shape[0], out.shape[-1]
     counts = patched_counts(xs, ys, p["view"], p["patch"], size)  # [B, S, S]
     peak = counts.flatten(1).amax(1).clamp_min(1.0)
@@ -91,7 +93,7 @@ def paint(xs: torch.Tensor, ys: torch.Tensor, p: dict[str, torch.Tensor], out: t
     table = _colour_table(p).mul_((1.0 + 2.0 * g).square().reciprocal().view(b, 1, 1))  # the blur's normalisation
     torch.gather(table, 2, index.view(b, 1, -1).expand(b, 3, -1), out=out.view(b, 3, -1))
     rows = blurred.nonzero().flatten()
-    if out.device.type == "cpu":  # one image at a time: its planes stay in the cache
+    if per_image:
         for i in rows.tolist():
             blur3(out[i : i + 1], g[i : i + 1], out=out[i : i + 1])
     elif rows.numel():
