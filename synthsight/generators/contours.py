@@ -245,14 +245,14 @@ class Contours(Generator):
         size, side, half = self.size, self.size + 2, self.size / 2.0
         lines, vertices, device = pos.shape[1], pos.shape[2] - 1, pos.device
         step = pos[..., 1:] - pos[..., :-1]  # [2, l, V] edges
-        length = step.abs().amax(0)  # Chebyshev length: the pixel steps along the major axis
+        length = torch.maximum(step[0].abs(), step[1].abs())  # Chebyshev length: pixel steps along the major axis
         # Edges the canvas cannot see get length 0. A point t of the way along an edge is within t length of its
         # start and (1 - t) length of its end (Chebyshev), so its distance from the canvas centre is at least
         # (r0 + r1 - length) / 2 for end distances r0, r1: past half a side, the edge is all outside. Done by
-        # arithmetic (masking is slow on CPU): a margin <= 0 ends at 0, the others grow huge.
-        reach = pos.abs().amax(0)
-        margin = torch.sub(length, reach[:, 1:]).sub_(reach[:, :-1]).add_(float(size)).mul_(1e9)
-        torch.minimum(length, margin, out=length).clamp_(min=0.0)
+        # arithmetic (masking is slow on CPU): times 1 where the margin is > 0, else 0.
+        reach = torch.maximum(pos[0].abs(), pos[1].abs())
+        margin = torch.sub(length, reach[:, 1:]).sub_(reach[:, :-1]).add_(float(size))
+        length.mul_(margin.sign_().clamp_(min=0.0))
         n = length.ceil()  # points per edge, one per pixel step (0: not drawn)
         ends = n.view(-1).cumsum(0)  # float sums of integers: exact below 2^24
         total = int(ends[-1])
