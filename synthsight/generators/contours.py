@@ -21,15 +21,15 @@ white, visual_atoms grey on black, so the images are grey (R = G = B).
 
 An image of `size` pixels shows the 512-pixel canvas scaled by k = size / 512 (at 128 px, what the reference's
 images give when box-averaged 4x4): lines k pixels wide, coordinates (x + 0.5) k. Above 512 px the lines stay
-one pixel wide. The renderer, per image: vertex positions of a group of lines at once as [l, V+1] tensors (the
-noise bytes summed over the lines once per image); every edge the canvas can see gets n = ceil(its Chebyshev
-length) points, one per pixel step along its major axis (as a line-drawing algorithm lights one pixel per column
-or row), each carrying edge length / n; one complex `index_add` sums per pixel the length of line and length x
-(grey - background). (A point per pixel step drops the sub-pixel spread of a 1-pixel line on the 4x finer
-canvas: the spectrum slope comes out 0.04-0.09 below the reference rasteriser's on the same parameters.) A pixel holding D = k x length pixels' worth of line is covered 1 - (1 - D/m)^m (m =
-OVERLAP: lines partly fall on each other, as the reference's later lines paint over earlier ones) in the lines'
-mean grey. Points outside the canvas land on a ring around it that is cut off. The same code runs on every
-device.
+one pixel wide. The renderer, per image: vertex positions of a group of lines at once as [2, l, V+1] tensors
+(the noise bytes summed over the lines once per image); every edge the canvas can see gets n = ceil(its
+Chebyshev length) points, one per pixel step along its major axis (as a line-drawing algorithm lights one pixel
+per column or row), each carrying edge length / n; one complex `index_add` sums per pixel the length of line
+and length x (grey - background). A pixel holding D = k x length pixels' worth of line is covered
+1 - (1 - D/m)^m (m = OVERLAP: lines partly fall on each other, as the reference's later lines paint over earlier
+ones) in the lines' mean grey. Points outside the canvas land on a ring around it that is cut off. The same code
+runs on every device. (One point per pixel step drops the sub-pixel spread of a 1-pixel line on the 4x finer
+canvas: the spectrum slope comes out 0.04-0.09 below the reference rasteriser's on the same parameters.)
 
 Variants `rings` and `wavy_rings` keep this family's look before version 2 (smooth coloured rings, centred; see
 contour_rings.py).
