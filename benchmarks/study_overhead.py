@@ -52,6 +52,7 @@ def main() -> None:
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("OMP_NUM_THREADS", None)  # both paths evaluate with torch's default threads (all cores); training: 1
     py = [sys.executable, "-m", "synthsight"]
     # the harness's schedule for these steps (synthsight.study.budget.schedule_overrides with the demo's 30/1000)
     schedule = [f"trainer.steps={args.steps}", f"trainer.warmup_steps={max(1, round(args.steps * 30 / 1000))}",

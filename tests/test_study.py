@@ -201,8 +201,10 @@ def test_tiny_study_end_to_end_then_reuse_then_change(real_set: Path, tmp_path: 
     assert len(_csv(out / "per_class.csv")) == 2 * 3  # synthetic variations x classes
 
     calls.clear()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*.json")}
     run_study(spec, out, progress=False, log=lambda _: None)
     assert calls == []  # every cell reused: same config hashes
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*.json")} == stamps  # and left untouched
 
     changed = study(real_set)
     changed["variations"][1]["set"]["trainer.lr"] = 0.001  # only spectrum's recipe changes
