@@ -26,6 +26,18 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+def two_class_npz(path, n=40, size=12, seed=0):
+    """An .npz of n RGB images in two classes (class 1: a bright left half), labels 0/1 alternating."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 60, size=(n, size, size, 3), dtype=np.uint8)
+    images[labels == 1, :, : size // 2] += 150  # class 1: a bright left half
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
 def kill_after_first_checkpoint(monkeypatch, cfg, run_dir) -> None:
     """Pretrain `cfg` into `run_dir` until its first checkpoint is written, then die there as a kill would; the
     folder is left for the caller to inspect and `--resume`."""

@@ -5,6 +5,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import two_class_npz
+
 from synthsight.cli import build_parser, main
 
 COMMANDS = ["generate", "pretrain", "eval", "finetune", "report", "demo", "stats"]
@@ -44,12 +46,7 @@ def test_config_typo_is_a_clear_error(tmp_path, capsys):
 
 
 def _npz(path, n=40, size=12, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    images = rng.integers(0, 60, size=(n, size, size, 3), dtype=np.uint8)
-    images[labels == 1, :, : size // 2] += 150  # class 1: a bright left half
-    np.savez(path, images=images, labels=labels)
-    return path
+    return two_class_npz(path, n, size, seed)
 
 
 def test_pretrain_then_eval_on_npz_writes_metrics_and_report(tiny_config, tmp_path, capsys):

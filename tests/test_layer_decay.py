@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from tests.conftest import two_class_npz
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -93,12 +95,7 @@ save_file(y, outputs)
 
 
 def _npz(path, n=32, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    images = rng.integers(0, 60, size=(n, size, size, 3), dtype=np.uint8)
-    images[labels == 1, :, : size // 2] += 150  # class 1: a bright left half
-    np.savez(path, images=images, labels=labels)
-    return path
+    return two_class_npz(path, n, size, seed)
 
 
 @pytest.fixture(scope="module")
