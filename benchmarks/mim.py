@@ -21,10 +21,17 @@ compare
     and the paired gain over random init in points. Resumable: finished runs, fine-tunes and probes in --out are
     kept; an interrupted run continues from its last checkpoint; other settings in the same --out are refused.
 
+Cost of compare with the defaults: 2 methods x 2 sources x 3 seeds = 12 pretraining runs of --minutes each plus a
+~2 min speed probe per method and source, then 15 fine-tunes (12 runs + random init per seed) of 5,000 images x 10
+epochs and 15 frozen-feature evaluations. Fine-tuning ViT-Tiny at 32 px is the slow part on a CPU: 3-8 img/s on
+this project's 2-core VM with a load average of ~10 (an idle machine is several times faster; not measured), so
+plan for hours; --no-real halves the pretraining.
+
 Usage:
-    python benchmarks/mim.py throughput                       # ~3 min on 2 idle cores
-    python benchmarks/mim.py compare --minutes 20 --seeds 0,1,2 --out runs/bench-mim    # the issue's comparison
-    python benchmarks/mim.py compare --minutes 5 --seeds 0 --methods mae --no-real --out runs/bench-mim-pilot
+    python benchmarks/mim.py throughput                       # ~4 min on the 2-core VM under load
+    python benchmarks/mim.py compare --minutes 20 --seeds 0,1,2 --out runs/bench-mim      # the issue's comparison
+    python benchmarks/mim.py compare --minutes 5 --seeds 0 --methods mae --no-real --finetune-limit 2000 \
+        --finetune-epochs 4 --finetune-batch-size 64 --eval-limit 2000 --test-limit 2000 --out runs/bench-mim-pilot
 """
 
 from __future__ import annotations
@@ -318,11 +325,13 @@ def main() -> None:
                    help="skip the real-data reference (the same recipe pretrained on Fashion-MNIST images)")
     c.add_argument("--finetune-epochs", type=int, default=10)
     c.add_argument("--finetune-lr", type=float, default=1e-3)
-    c.add_argument("--finetune-batch-size", type=int, default=256)
-    c.add_argument("--finetune-limit", type=int, default=10000, help="Fashion-MNIST training images to fine-tune on")
+    c.add_argument("--finetune-batch-size", type=int, default=128, help="(5000 images: 39 steps per epoch)")
+    c.add_argument("--finetune-limit", type=int, default=5000,
+                   help="Fashion-MNIST training images to fine-tune on (stratified; 0 = all 60000)")
     c.add_argument("--layer-decay", type=float, default=1.0,
                    help="layer-wise lr decay of every fine-tune, random init included (default 1 = off)")
-    c.add_argument("--eval-limit", type=int, default=20000, help="training images of the k-NN / linear probes")
+    c.add_argument("--eval-limit", type=int, default=10000,
+                   help="training images of the k-NN / linear probes (0 = all 60000)")
     c.add_argument("--test-limit", type=int, default=None, help="test images (default all 10000)")
     c.add_argument("--probe-steps", type=int, default=10)
     c.add_argument("--probe-warmup", type=int, default=8)
@@ -341,6 +350,7 @@ def main() -> None:
         if m not in ("mae", "data2vec"):
             sys.exit(f"compare: unknown method {m!r}; choose among mae, data2vec")
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.finetune_limit, args.eval_limit = args.finetune_limit or None, args.eval_limit or None
     compare(args)
 
 
