@@ -186,9 +186,13 @@ def build_provenance(cfg: Config, base: Path, weights: list[Path], world_size: i
     return record
 
 
-def write_provenance(cfg: Config, run_dir: Path, checkpoint: Path, world_size: int = 1) -> Path:
-    """Write run_dir/provenance.json for the run's final checkpoint; returns its path."""
+def write_provenance(cfg: Config, run_dir: Path, checkpoint: Path, world_size: int = 1,
+                     match: dict[str, Any] | None = None) -> Path:
+    """Write run_dir/provenance.json for the run's final checkpoint (with `match`: how data.match chose the
+    stream); returns its path."""
     record = build_provenance(cfg, run_dir, [Path(checkpoint) / FILES[0]], world_size)
+    if match is not None:  # the target's figures and the choice they made: the only use of the target images
+        record["match"] = match
     path = Path(run_dir) / FILENAME
     write_text_atomic(path, json.dumps(record, indent=1))
     return path

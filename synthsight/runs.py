@@ -94,12 +94,9 @@ def _write_records(cfg: Config, run_dir: Path, result: TrainResult, match: dict 
         "last_checks": result.last_checks,  # the collapse alarm's last figures and the online k-NN top-1, with steps
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    path = write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size())  # `synthsight verify`
-    if match is not None:  # the target's figures and the choice they made: the only use of the target images
+    write_provenance(cfg, run_dir, result.checkpoint, world_size=env_world_size(), match=match)  # `verify`
+    if match is not None:  # reused by a resumed run (resolve_match)
         (Path(run_dir) / "match.json").write_text(json.dumps(match, indent=1))
-        record = json.loads(path.read_text())
-        record["match"] = match
-        path.write_text(json.dumps(record, indent=1))
 
 
 def check_eval_out(out_dir: Path, checkpoint: Path, cfg: EvalConfig, overwrite: bool) -> None:
