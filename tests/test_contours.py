@@ -98,6 +98,21 @@ def test_images_match_the_reference_rasteriser(variant: str) -> None:
     assert (ours - ref).abs().mean() < 0.05
 
 
+@pytest.mark.parametrize("variant", ["rcdb", "visual_atoms"])
+def test_compiled_cpu_path_draws_what_the_tensor_path_draws(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU's compiled loop (contour_raster.py) and the tensor path (used on GPUs) put the same ink in the same
+    pixels, up to a point landing in the neighbouring pixel by float rounding."""
+    gen = Contours(variant, 64)
+    params = _params(gen, 8, seed=2)
+    compiled = gen.render(params, torch.device("cpu"))
+    monkeypatch.setattr(Contours, "compiled_cpu", False)
+    tensor = gen.render(params, torch.device("cpu"))
+    assert not torch.equal(compiled, torch.full_like(compiled, float(variant == "rcdb")))
+    diff = (compiled - tensor).abs()
+    assert diff.mean() < 1e-3 and (diff > 1e-3).float().mean() < 0.01
+    assert (compiled.mean(dim=(1, 2, 3)) - tensor.mean(dim=(1, 2, 3))).abs().max() < 1e-3
+
+
 @pytest.mark.parametrize("variant,background", [("rcdb", 1.0), ("visual_atoms", 0.0)])
 def test_grey_lines_on_the_reference_background(variant: str, background: float) -> None:
     images = Contours(variant, 64).generate(range(16), seed=0)

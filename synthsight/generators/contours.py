@@ -27,8 +27,9 @@ Chebyshev length) points, one per pixel step along its major axis (as a line-dra
 per column or row), each carrying edge length / n; one complex `index_add` sums per pixel the length of line
 and length x (grey - background). A pixel holding D = k x length pixels' worth of line is covered
 1 - (1 - D/m)^m (m = OVERLAP: lines partly fall on each other, as the reference's later lines paint over earlier
-ones) in the lines' mean grey. Points outside the canvas land on a ring around it that is cut off. The same code
-runs on every device. (One point per pixel step drops the sub-pixel spread of a 1-pixel line on the 4x finer
+ones) in the lines' mean grey. Points outside the canvas land on a ring around it that is cut off. That tensor
+code runs on GPUs; on the CPU the same points are drawn by one compiled loop per image (contour_raster.py, 2.5-3x
+faster: no per-operation overhead, no gathers), equal to the tensor path up to float rounding. (One point per pixel step drops the sub-pixel spread of a 1-pixel line on the 4x finer
 canvas: the spectrum slope comes out 0.04-0.09 below the reference rasteriser's on the same parameters.)
 
 Variants `rings` and `wavy_rings` keep this family's look before version 2 (smooth coloured rings, centred; see
@@ -48,6 +49,7 @@ from typing import Any, Sequence
 import torch
 
 from synthsight.generators.base import Generator, image_rng
+from synthsight.generators.contour_raster import splat_cpu
 from synthsight.generators.contour_rings import SmoothRings
 from synthsight.registry import GENERATORS
 
@@ -121,6 +123,7 @@ class Contours(Generator):
     family = "contours"
     version = "2"  # 2: rcdb and visual_atoms draw as the reference code does; 1's look kept as rings, wavy_rings
     variants = ("rcdb", "visual_atoms", "rings", "wavy_rings")
+    compiled_cpu = True  # on the CPU draw with contour_raster's compiled loop (False: the tensor path, as on GPUs)
 
     def __init__(
         self,
@@ -229,6 +232,11 @@ class Contours(Generator):
         start = torch.addcmul(centre, trig, torch.tensor([r0 * ox * k, r0 * oy * k], device=device).view(2, 1, 1))
         mean = trig * wave.mul(k).add_((c + w) * k + 0.5 * amp)  # the bytes' mean, -1/2, moved into the mean step
         noise = trig[..., :vertices] * amp
+        if device.type == "cpu" and self.compiled_cpu:
+            part = slice(0, vertices)
+            splat_cpu(canvas, trig[:, 0, part].contiguous(), p["noise"].contiguous(), p["grey"].contiguous(),
+                      start[:, 0, part].contiguous(), mean[:, 0, part].contiguous(), amp, size, white)
+            return
         summed = p["noise"].to(device).cumsum(1, dtype=torch.int16)  # [2, L, V]; |sum| <= 200 x 128
         count = torch.arange(1, lines + 1, device=device, dtype=torch.float32).view(1, -1, 1)
         grey = p["grey"].to(device).float().div_(255.0).sub_(float(white))
