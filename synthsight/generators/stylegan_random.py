@@ -398,18 +398,17 @@ class StyleGANRandom(Generator):
                 layer = net.convs[li]
                 if self.standardise:  # each channel to unit RMS, then its N(0, 1) scale and its bias
                     x = self._modulated(x, layer, latents[:, li], demodulate=False, bias=False)
-                    x = _unit_rms(x, (2, 3)).mul_(layer.channel_scale.view(1, -1, 1, 1))
-                    x = x.add_(layer.bias.view(1, -1, 1, 1))
+                    x = torch.addcmul(layer.bias.view(1, -1, 1, 1), x, _rms_factor(x, (2, 3), layer.channel_scale))
                 else:  # LeakyReLU's gain sqrt(2) is applied by the next layer, inside its (linear) convolution
                     gain_in = 1.0 if li == 0 else _GAIN
                     x = self._modulated(x, layer, latents[:, li], demodulate=True, input_gain=gain_in)
                 gain = strength[:, li].view(b, 1) * layer.noise_gain.view(1, -1)  # [B, Cout]
-                x = F.leaky_relu_(x.add_(noise[res][:, j : j + 1] * gain.view(b, -1, 1, 1)), 0.2)
+                x = F.leaky_relu_(x.addcmul_(noise[res][:, j : j + 1], gain.view(b, -1, 1, 1)), 0.2)
                 li += 1
             to_rgb = net.to_rgb[k]
             y = self._modulated(x, to_rgb, latents[:, self.n_convs + k], demodulate=False, input_gain=_GAIN)
             if self.standardise:  # unit RMS per resolution, coarser ones weaker: fine detail is not drowned
-                y = _unit_rms(y, (1, 2, 3)).mul_(self.level_falloff ** (k + 1 - len(self.resolutions)))
+                y = y.mul_(_rms_factor(y, (1, 2, 3), self.level_falloff ** (k + 1 - len(self.resolutions))))
             rgb = y if rgb is None else y.add_(F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False))
         if self.render_size != self.size:
             rgb = F.interpolate(rgb, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
@@ -420,9 +419,14 @@ class StyleGANRandom(Generator):
         return ((rgb - mean) / std * target_std + target_mean).clamp_(0.0, 1.0)
 
 
-def _unit_rms(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """x divided by its root mean square over `dims` (per image)."""
-    return x / x.square().mean(dims, keepdim=True).sqrt_().clamp_min_(1e-8)
+def _rms_factor(x: torch.Tensor, dims: tuple[int, ...], scale: torch.Tensor | float) -> torch.Tensor:
+    """scale / (x's root mean square over `dims`), shaped to multiply x: x times it has RMS |scale| over `dims`
+    (per image; `scale`: a number, or one per channel [C] when dims are the spatial ones)."""
+    count = math.prod(x.shape[d] for d in dims)
+    rms = torch.linalg.vector_norm(x, dim=dims, keepdim=True).mul_(count**-0.5).clamp_min_(1e-8)
+    if isinstance(scale, torch.Tensor):
+        return rms.reciprocal_().mul_(scale.view(1, -1, 1, 1))
+    return rms.reciprocal_().mul_(scale)
 
 
 _BANK = filter_bank()
