@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthsight.config import ConfigError, EvalConfig
+from synthsight.eval.real_stream import RealImageStream
 from synthsight.eval.run import PRETRAINED_REAL, evaluate
-from synthsight.generators.real_stream import RealImageStream
 from synthsight.provenance import verify_provenance
 from synthsight.registry import METHODS
 from synthsight.runs import pretrain_run
