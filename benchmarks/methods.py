@@ -45,13 +45,13 @@ from typing import Any
 import torch
 import yaml
 
+from synthsight.checkpoint import save_checkpoint, write_text_atomic
 from synthsight.config import Config, EvalConfig, apply_overrides, config_from_dict, preset_path
 from synthsight.eval.run import PRETRAINED, RANDOM, evaluate
 from synthsight.registry import METHODS
 from synthsight.study.budget import probe_rate, steps_for_budget  # noqa: F401  (shared with `synthsight study`)
 from synthsight.study.stats import gap_closed  # noqa: F401
 from synthsight.train.build import build_method
-from synthsight.train.checkpoint import save_checkpoint, write_text_atomic
 from synthsight.train.distributed import resolve_device
 from synthsight.train.loop import pretrain
 

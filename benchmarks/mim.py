@@ -52,10 +52,10 @@ from machine import cpu_model  # benchmarks/machine.py (scripts run from this fo
 from methods import probe_rate, steps_for_budget, train  # benchmarks/methods.py: the same budget arithmetic
 from train_throughput import synthetic_batches
 
+from synthsight.checkpoint import write_text_atomic
 from synthsight.config import Config, EvalConfig, load_config
 from synthsight.eval.finetune import FinetuneSettings
 from synthsight.eval.run import RANDOM, evaluate
-from synthsight.train.checkpoint import write_text_atomic
 from synthsight.train.distributed import resolve_device
 from synthsight.train.loop import build_training, forward_backward, pretrain
 

@@ -34,11 +34,11 @@ import torch
 from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
 from torch.utils.data import DataLoader
 
+from synthsight.checkpoint import save_checkpoint
 from synthsight.config import Config, ConfigError, load_config
 from synthsight.family_spec import parse_family_spec
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
-from synthsight.train.checkpoint import save_checkpoint
 from synthsight.train.distributed import (
     DistContext, all_reduce_mean, any_rank, broadcast_module, data_parallel, distributed_session,
 )

@@ -252,7 +252,7 @@ def cmd_pretrain(args: argparse.Namespace) -> Path:
     from synthsight.eval.run import results_table
     from synthsight.report.html import build_report
     from synthsight.runs import eval_run, pretrain_run
-    from synthsight.train.distributed import is_main_process
+    from synthsight.distributed import is_main_process
     from synthsight.train.loop import read_run_config
 
     resume = args.resume is not None
@@ -324,7 +324,7 @@ def eval_folder_name(cfg) -> str:
 def cmd_finetune(args: argparse.Namespace) -> Path:
     from synthsight.eval.finetune import FinetuneSettings
     from synthsight.runs import finetune_run
-    from synthsight.train.checkpoint import resolve_checkpoint
+    from synthsight.checkpoint import resolve_checkpoint
 
     settings = FinetuneSettings(
         epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
@@ -429,8 +429,8 @@ def cmd_distill(args: argparse.Namespace) -> Path:
 
     from synthsight.config import apply_overrides, config_from_dict, read_preset
     from synthsight.runs import eval_run, pretrain_run
-    from synthsight.train.checkpoint import resolve_checkpoint
-    from synthsight.train.distributed import is_main_process
+    from synthsight.checkpoint import resolve_checkpoint
+    from synthsight.distributed import is_main_process
 
     if args.resume is not None:
         return cmd_pretrain(argparse.Namespace(resume=args.resume, out=None, overrides=args.overrides,
@@ -462,7 +462,7 @@ def cmd_distill(args: argparse.Namespace) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> Path:
     from synthsight.export.exporter import export
-    from synthsight.train.checkpoint import resolve_checkpoint
+    from synthsight.checkpoint import resolve_checkpoint
 
     ckpt = resolve_checkpoint(args.checkpoint)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None

@@ -43,11 +43,11 @@ from typing import Any
 import torch
 
 from synthsight import __version__
+from synthsight.checkpoint import FILES, read_meta, resolve_checkpoint, sha256_file, write_text_atomic
 from synthsight.config import Config, ConfigError, config_from_dict
+from synthsight.eval.real_stream import RealImageStream
 from synthsight.generators.io import pixel_sha256, to_uint8
-from synthsight.generators.real_stream import RealImageStream
 from synthsight.train.build import build_generators, build_stream
-from synthsight.train.checkpoint import FILES, read_meta, resolve_checkpoint, sha256_file, write_text_atomic
 
 FORMAT = "synthsight-provenance/1"
 FILENAME = "provenance.json"

@@ -11,15 +11,15 @@ from pathlib import Path
 import torch
 
 from synthsight.augment.views import make_view
+from synthsight.checkpoint import read_meta
 from synthsight.config import Config, EvalConfig, config_from_dict
+from synthsight.distributed import env_world_size, is_main_process
 from synthsight.eval.run import EvalReport, evaluate, metric_rows, results_table
 from synthsight.generators.io import save_grid
 from synthsight.outputs import check_replaceable, is_empty, staged_folder
 from synthsight.provenance import FILENAME, write_provenance
 from synthsight.run_lock import run_lock
 from synthsight.train.build import build_stream
-from synthsight.train.checkpoint import read_meta
-from synthsight.train.distributed import env_world_size, is_main_process
 from synthsight.train.loop import RunFinishedError, TrainResult, pretrain
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from synthsight.checkpoint import verify_checkpoint
 from synthsight.cli import main
-from synthsight.train.checkpoint import verify_checkpoint
 from tests.conftest import TINY
 
 EVAL = ["--device", "cpu", "--k", "3", "--compare", "", "--protocols", "knn"]
@@ -133,7 +133,7 @@ def test_output_directory_holding_a_different_run(finished, capsys):
 
 
 def test_disk_full_while_writing_a_checkpoint(finished, capsys, tmp_path, monkeypatch):
-    import synthsight.train.checkpoint as checkpoint
+    import synthsight.checkpoint as checkpoint
 
     run, intact = finished
     real_save_file = checkpoint.save_file
@@ -192,7 +192,7 @@ def test_each_evaluation_gets_its_own_folder_and_none_is_overwritten_silently(fi
 def test_eval_and_export_refuse_a_checkpoint_with_non_finite_weights(finished, capsys, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from synthsight.train.checkpoint import sha256_file
+    from synthsight.checkpoint import sha256_file
 
     run, intact = finished
     ckpt = run / "checkpoints" / "step-000006"
@@ -213,7 +213,7 @@ def test_eval_and_export_refuse_a_checkpoint_with_non_finite_weights(finished, c
 def test_disk_full_in_safetensors_is_the_clear_message(finished, capsys, tmp_path, monkeypatch):
     from safetensors import SafetensorError
 
-    import synthsight.train.checkpoint as checkpoint
+    import synthsight.checkpoint as checkpoint
 
     run, intact = finished
     real_save_file = checkpoint.save_file

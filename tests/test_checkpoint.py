@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from synthsight.train.checkpoint import (
+from synthsight.checkpoint import (
     CheckpointError, latest_good_checkpoint, list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint,
     verify_checkpoint,
 )
@@ -78,7 +78,7 @@ def test_meta_is_plain_json(tmp_path):
 def test_disk_full_leaves_previous_checkpoint_and_latest(tmp_path, monkeypatch):
     import errno
 
-    import synthsight.train.checkpoint as checkpoint
+    import synthsight.checkpoint as checkpoint
 
     model, opt = _model_and_opt()
     save_checkpoint(tmp_path, 1, model, opt, {})
@@ -99,7 +99,7 @@ def test_disk_full_leaves_previous_checkpoint_and_latest(tmp_path, monkeypatch):
 
 
 def test_renames_are_made_durable_by_fsyncing_the_directory(tmp_path, monkeypatch):
-    import synthsight.train.checkpoint as checkpoint
+    import synthsight.checkpoint as checkpoint
 
     synced = []
     real = checkpoint._fsync_dir
@@ -124,7 +124,7 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
 
 
 def test_rewriting_a_step_replaces_it_and_stale_temporaries_are_removed(tmp_path):
-    from synthsight.train.checkpoint import remove_stale_temporaries
+    from synthsight.checkpoint import remove_stale_temporaries
 
     model, opt = _model_and_opt()
     save_checkpoint(tmp_path, 1, model, opt, {"n": 1})
@@ -169,7 +169,7 @@ def test_a_checkpoint_without_its_sha256_entries_is_refused(tmp_path, capsys):
 def test_non_finite_state_is_never_saved_nor_loaded(tmp_path):
     from safetensors.torch import save_file
 
-    from synthsight.train.checkpoint import NonFiniteStateError, load_weights, sha256_file
+    from synthsight.checkpoint import NonFiniteStateError, load_weights, sha256_file
 
     model, opt = _model_and_opt()
     save_checkpoint(tmp_path, 1, model, opt, {}, keep=1)
@@ -194,7 +194,7 @@ def test_safetensors_write_errors_become_os_errors_and_files_get_the_usual_mode(
     import errno
     import os
 
-    from synthsight.train.checkpoint import save_tensors
+    from synthsight.checkpoint import save_tensors
 
     with pytest.raises(OSError) as info:  # a real safetensors failure (its own exception type), not a simulated one
         save_tensors({"a": torch.zeros(2)}, tmp_path / "missing" / "x.safetensors")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from synthsight.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.eval.data import DatasetNotFoundError
 from synthsight.methods.base import StepOutput
 from synthsight.methods.simclr import SimCLR
 from synthsight.models.backbones import create_backbone
-from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.train.collapse import (
     CollapseError, CollapseMonitor, argmax_share, effective_rank, embedding_std, mean_entropy,
 )

@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 from synthsight.cli import main
 from synthsight.config import ConfigError, load_config
 from synthsight.eval.run import load_backbone
-from synthsight.export.distill import load_teacher
 from synthsight.losses.distill import cosine_feature_loss, ensemble_soft_targets, soft_target_loss
 from synthsight.provenance import verify_provenance
 from synthsight.runs import pretrain_run
+from synthsight.train.build import load_teacher
 from tests.conftest import TINY
 
 STUDENT = [t for t in TINY if not t.startswith("method.")] + ["model.width=4", "trainer.steps=4"]

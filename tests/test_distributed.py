@@ -17,16 +17,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from synthsight.augment.rng import PerImageRandom
 from synthsight.augment.views import ViewConfig, two_views
+from synthsight.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.config import ConfigError
 from synthsight.losses.ntxent import nt_xent
 from synthsight.methods.byol import BYOL, BYOLConfig
 from synthsight.models.backbones import create_backbone
-from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
+from synthsight.registry import METHODS
 from synthsight.train.distributed import (
     CPUSyncBatchNorm, convert_sync_batchnorm, data_parallel, no_sync,
 )
 from synthsight.train.loop import micro_batch_size, pretrain
-from synthsight.registry import METHODS
 from tests.conftest import TINY
 from tests.test_methods import _batch, _build, _config, teacher_run  # noqa: F401  (teacher_run: a fixture)
 

@@ -272,3 +272,22 @@ def test_a_test_split_lacking_classes_keeps_the_training_indices(tmp_path: Path)
     assert aligned.classes == ["0", "1", "2"] and aligned.labels.tolist() == [0, 2, 2, 0, 2, 0]
     other = LabeledImages(test.images, test.labels, ["x", "y"], "other")
     assert align_classes(train, other) is other  # other names: left as they are (eval warns)
+
+
+def test_image_folder_decodes_one_file_per_item_and_only_when_read(folder: Path, monkeypatch) -> None:
+    from synthsight.eval import image_folder
+    from synthsight.eval.image_folder import ImageFolder
+
+    opened: list[Path] = []
+    decode = image_folder.decode_image
+    monkeypatch.setattr(image_folder, "decode_image", lambda path, size: opened.append(path) or decode(path, size))
+    (folder / "dog" / "zz_broken.png").write_bytes(b"not a png")  # sorted last: read last
+    data = ImageFolder(folder, size=16)
+    assert len(data) == 6 and data.classes == ["cat", "dog"] and opened == []  # listed, nothing decoded
+    image, label = data[3]
+    assert opened == [data.files[3]] and image.shape == (3, 16, 16) and image.dtype == torch.uint8 and label == 1
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        eager = load_dataset(str(folder), size=16, skip_bad=True)  # the same pixels as evaluation reads
+    assert torch.equal(torch.stack([data[i][0] for i in range(5)]), eager.images)
+    with pytest.raises(DatasetError, match=r"zz_broken\.png.*remove or replace the file"):
+        data[5]

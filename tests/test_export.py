@@ -78,7 +78,7 @@ def test_timm_alone_loads_the_export_and_gives_the_checkpoint_features(resnet_ru
 
 def test_small_stem_and_smallconv_say_why_timm_cannot_load_them(small_run, tmp_path, capsys):
     cfg = load_config("demo", TINY + ["model.backbone=resnet18", "model.small_stem=true"])
-    from synthsight.train.build import build_backbone
+    from synthsight.models.build import build_backbone
 
     arch, reason = timm_compatibility(cfg, build_backbone(cfg))
     assert arch is None and "small stem" in reason and "stride-2" in reason and "ONNX" in reason
@@ -233,7 +233,7 @@ def test_exported_weights_have_the_permissions_of_the_other_files(small_run, tmp
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*_gpu.yaml")))
 def test_every_gpu_preset_trains_a_backbone_timm_loads_alone(preset):
-    from synthsight.train.build import build_backbone
+    from synthsight.models.build import build_backbone
 
     cfg = load_config(preset)
     arch, reason = timm_compatibility(cfg, build_backbone(cfg))

@@ -5,10 +5,10 @@ import errno
 import pytest
 import torch
 
-import synthsight.train.checkpoint as checkpoint
+import synthsight.checkpoint as checkpoint
+from synthsight.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint
 from synthsight.methods.base import StepOutput
 from synthsight.methods.simclr import SimCLR
-from synthsight.train.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint
 from synthsight.train.loop import NonFiniteGradientError, TrainingOOMError, pretrain
 
 

@@ -6,7 +6,7 @@ import torch
 from synthsight.augment.ops import color_jitter, random_grayscale, random_resized_crop
 from synthsight.augment.views import ViewConfig, make_view
 from synthsight.losses.ntxent import nt_xent
-from synthsight.train.schedules import warmup_cosine
+from synthsight.schedules import warmup_cosine
 
 
 def test_nt_xent_matches_hand_computation_for_two_pairs():

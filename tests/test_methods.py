@@ -9,10 +9,10 @@ import copy
 import pytest
 import torch
 
+from synthsight.checkpoint import load_checkpoint, save_checkpoint
 from synthsight.config import load_config
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
-from synthsight.train.checkpoint import load_checkpoint, save_checkpoint
 from synthsight.train.loop import pretrain
 
 # batch 16: MoCo v2's shuffle-BN splits the batch into 8 groups, and BatchNorm over single images says little

@@ -8,14 +8,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from synthsight.augment.views import ViewConfig, two_views
+from synthsight.checkpoint import list_checkpoints
 from synthsight.losses.infonce import info_nce, info_nce_queue
 from synthsight.losses.regression import negative_cosine, normalized_mse
 from synthsight.methods import METHODS
-from synthsight.methods.momentum import cosine_momentum
 from synthsight.methods.moco_v2 import MoCoV2, MoCoV2Config, grouped_forward
+from synthsight.methods.momentum import cosine_momentum
 from synthsight.models.backbones import create_backbone
 from synthsight.models.preprocess import normalize_images
-from synthsight.train.checkpoint import list_checkpoints
 from synthsight.train.loop import pretrain
 
 NAMES = ["moco_v2", "moco_v3", "byol", "simsiam"]

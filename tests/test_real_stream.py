@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthsight.config import ConfigError, EvalConfig
+from synthsight.eval.real_stream import RealImageStream
 from synthsight.eval.run import PRETRAINED_REAL, evaluate
-from synthsight.generators.real_stream import RealImageStream
 from synthsight.provenance import verify_provenance
 from synthsight.registry import METHODS
 from synthsight.runs import pretrain_run
@@ -108,3 +108,40 @@ def test_the_labelled_methods_exist() -> None:
 def test_empty_real_spec_is_a_config_error(tiny_config) -> None:
     with pytest.raises(ConfigError, match="data.real is empty"):
         tiny_config("data.real=' '")
+
+
+def _image_folder(root: Path, corrupt: bool = False) -> Path:
+    """2 classes x 3 PNGs, image k a constant colour of 20 k; with `corrupt`, one unreadable file more."""
+    from PIL import Image
+
+    for k in range(6):
+        (root / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((10, 12, 3), 20 * k, np.uint8)).save(root / f"c{k % 2}" / f"{k}.png")
+    if corrupt:
+        (root / "c1" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def test_a_folder_is_streamed_image_by_image_with_the_pixels_evaluation_reads(tmp_path: Path, monkeypatch) -> None:
+    from synthsight.eval import image_folder
+    from synthsight.eval.data import DatasetError, load_dataset
+
+    opened: list[Path] = []
+    decode = image_folder.decode_image
+    monkeypatch.setattr(image_folder, "decode_image", lambda path, size: opened.append(path) or decode(path, size))
+    root = _image_folder(tmp_path / "folder")
+    stream = RealImageStream.from_spec(str(root), size=8, seed=0, batch_size=2, num_batches=3)
+    assert isinstance(stream.images, image_folder.ImageFolder) and stream.num_images == 6 and opened == []
+    images, indices = next(iter(stream))
+    assert len(opened) == 2 and images.shape == (2, 3, 8, 8)  # only the images of that batch were decoded
+    eager = load_dataset(str(root), size=8)
+    rows = [stream.dataset_index(i) for i in range(12)]
+    torch.testing.assert_close(stream.render(range(12)), eager.images[rows].float() / 255, rtol=0, atol=0)
+
+    broken = RealImageStream.from_spec(str(_image_folder(tmp_path / "broken", corrupt=True)), size=8, seed=0,
+                                       batch_size=2)
+    assert broken.num_images == 7  # listed without complaint: a bad file is reported when the stream reaches it
+    bad = next(i for i in range(7) if broken.images.files[broken.dataset_index(i)].name == "broken.png")
+    broken.render([i for i in range(7) if i != bad])
+    with pytest.raises(DatasetError, match=r"broken\.png"):
+        broken.render([bad])

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from synthsight.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.cli import main
-from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.train.loop import pretrain
 from tests.conftest import TINY, kill_after_first_checkpoint
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from synthsight.augment.mixup import mixup, sample_mixup
 from synthsight.augment.rng import PerImageRandom
+from synthsight.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.config import load_config
 from synthsight.generators import create_generator
 from synthsight.generators.stream import SyntheticStream
@@ -17,7 +18,6 @@ from synthsight.losses.ce import smooth_one_hot, soft_cross_entropy
 from synthsight.losses.ntxent import nt_xent
 from synthsight.losses.supcon import supcon_loss
 from synthsight.train.build import build_method, build_optimizer, build_stream
-from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.train.loop import pretrain
 
 TINY = [

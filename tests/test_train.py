@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-import synthsight.train.loop as loop
+from synthsight.checkpoint import list_checkpoints, verify_checkpoint
 from synthsight.methods.base import StepOutput
 from synthsight.methods.simclr import SimCLR
 from synthsight.train.build import build_method, build_optimizer, build_stream
-from synthsight.train.checkpoint import list_checkpoints, verify_checkpoint
+import synthsight.train.loop as loop
 from synthsight.train.loop import NonFiniteLossError, RunFolderError, pretrain
 from tests.conftest import kill_after_first_checkpoint
 

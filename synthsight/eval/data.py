@@ -3,7 +3,7 @@
 Spec strings: "fashion-mnist" (Debian package files), "photos" (photographs from installed packages, photos.py),
 "cifar10:DIR", "cifar100:DIR" (the python-version folders, see cifar.py), "stl10:DIR" (the binary folder, see
 stl10.py), or a bare path: a directory is recognised as CIFAR-10, CIFAR-100 or STL-10 by its files, otherwise read
-as an ImageFolder; a file must be an .npz.
+as an ImageFolder (image_folder.py: read image by image); a file must be an .npz.
 
 Every source comes out the same way: uint8 Tensor[N, 3, S, S] (grey replicated to three channels, resized to
 S x S with antialiased bilinear interpolation, aspect ratio not kept) and int64 labels.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from synthsight.registry import unknown_name_message
 
@@ -38,12 +36,6 @@ FASHION_MNIST_CLASSES = (
 _FASHION_MNIST_FILES = {"train": "train", "test": "t10k"}  # split -> file prefix
 NAMED_DATASETS = ("fashion-mnist",)
 PATH_DATASETS = ("cifar10", "cifar100", "stl10")  # "<name>:<folder>"; a bare folder is recognised by its files
-_SPLIT_DIR_NAMES = {"train", "test", "val", "valid", "validation"}
-
-
-def _image_suffixes() -> frozenset[str]:
-    """File name endings PIL can open ('.png', '.jpg', ...); other files (manifest.json, notes) are not images."""
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
 
 
 class DatasetError(ValueError):
@@ -141,8 +133,9 @@ def _load_path_dataset(name: str, folder: str, split: str, size: int, limit: int
 
 
 def _load_directory(root: Path, split: str, size: int, limit: int | None, seed: int, skip_bad: bool) -> LabeledImages:
-    """A CIFAR or STL-10 folder recognised by its files, else an ImageFolder."""
+    """A CIFAR or STL-10 folder recognised by its files, else an ImageFolder (image_folder.py)."""
     from synthsight.eval.cifar import detect_cifar, load_cifar
+    from synthsight.eval.image_folder import load_image_folder
     from synthsight.eval.stl10 import detect_stl10, load_stl10
 
     cifar = detect_cifar(root)
@@ -151,7 +144,22 @@ def _load_directory(root: Path, split: str, size: int, limit: int | None, seed: 
     stl = detect_stl10(root)
     if stl is not None:
         return load_stl10(stl, split, size, limit, seed)
-    return _load_image_folder(root, size, limit, seed, skip_bad)
+    return load_image_folder(root, size, limit, seed, skip_bad)
+
+
+def image_folder_root(spec: str) -> Path | None:
+    """The folder `load_dataset(spec)` reads as an ImageFolder (a directory that no other reader recognises), else
+    None: lets a caller stream it image by image (image_folder.ImageFolder) instead of loading it whole."""
+    from synthsight.eval.cifar import detect_cifar
+    from synthsight.eval.stl10 import detect_stl10
+
+    name = spec.partition(":")[0].lower()
+    if name in ("photos", *NAMED_DATASETS, *PATH_DATASETS):
+        return None
+    path = Path(spec).expanduser()
+    if not path.is_dir() or detect_cifar(path) is not None or detect_stl10(path) is not None:
+        return None
+    return path
 
 
 def align_classes(reference: LabeledImages, data: LabeledImages) -> LabeledImages:
@@ -251,74 +259,6 @@ def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
     if len(header) != 1 + ndim or header[0] != magic or len(data) != offset + int(np.prod(dims)):
         raise DatasetError(f"{path} is not a valid IDX file (bad header or truncated); reinstall the data set")
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
-
-
-# --- ImageFolder --------------------------------------------------------------------------------------------------
-
-
-def _load_image_folder(root: Path, size: int, limit: int | None, seed: int, skip_bad: bool) -> LabeledImages:
-    files, labels, classes = _scan_image_folder(root)
-    keep = stratified_subset(torch.tensor(labels), limit, seed).tolist() if limit else range(len(files))
-    # decoded one file at a time straight into one uint8 array at the evaluation size: memory is that array only
-    images = torch.empty(len(keep), 3, size, size, dtype=torch.uint8)
-    kept_labels, bad = [], []
-    for i in keep:
-        try:
-            images[len(kept_labels)] = _decode(files[i], size)[0]
-            kept_labels.append(labels[i])
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            if not skip_bad:
-                raise DatasetError(
-                    f"cannot read image {files[i]} ({type(exc).__name__}: {exc}); remove or replace the file, "
-                    "or skip unreadable files with skip_bad=True (`synthsight eval --skip-bad`)"
-                ) from exc
-            bad.append(str(files[i]))
-    if bad:
-        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        warnings.warn(f"skipped {len(bad)} unreadable files in {root}: {shown}", stacklevel=3)
-    if not kept_labels:
-        raise DatasetError(f"no readable images in {root} ({len(bad)} unreadable files skipped)")
-    return LabeledImages(images[: len(kept_labels)], torch.tensor(kept_labels, dtype=torch.long), classes, str(root),
-                         len(bad))
-
-
-def _scan_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
-    """Image files under <root>/<class>/ (recursively; hidden files and folders and files that are not images, such
-    as a generated data set's manifest.json, ignored), their labels, class names."""
-    suffixes = _image_suffixes()
-    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
-    if not entries:
-        raise DatasetError(f"directory {root} is empty; expected one sub-directory per class: {root}/<class>/<image>")
-    classes = sorted(p.name for p in entries if p.is_dir())
-    if not classes:
-        raise DatasetError(
-            f"directory {root} has no class sub-directories (it holds {len(entries)} files); "
-            f"expected one sub-directory per class: {root}/<class>/<image>"
-        )
-    if len(classes) > 1 and set(classes) <= _SPLIT_DIR_NAMES:
-        raise DatasetError(
-            f"{root} holds split directories {classes}, not classes; pass one of them, e.g. {root / classes[0]}"
-        )
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        found = sorted(
-            p for p in (root / name).rglob("*")
-            if p.is_file() and p.suffix.lower() in suffixes
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        )  # fmt: skip
-        if not found:
-            raise DatasetError(f"class directory {root / name} holds no images; remove it or add images")
-        files += found
-        labels += [label] * len(found)
-    return files, labels, classes
-
-
-def _decode(path: Path, size: int) -> torch.Tensor:
-    """One image file -> uint8 Tensor[1, 3, size, size]."""
-    with Image.open(path) as im:
-        im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale still >= size (much faster for photos)
-        rgb = np.asarray(im.convert("RGB"))
-    return resize_images(torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0), size)
 
 
 # --- .npz ---------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from synthsight.eval.data import LabeledImages
 from synthsight.eval.layer_decay import layer_decay_groups
 from synthsight.eval.result import ProtocolResult, per_class_accuracy
 from synthsight.models.preprocess import normalize_images
-from synthsight.train.schedules import warmup_cosine
+from synthsight.schedules import warmup_cosine
 
 
 @dataclass

@@ -20,14 +20,14 @@ from typing import Any, Callable
 
 import torch
 
+from synthsight.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from synthsight.config import Config, EvalConfig, config_from_dict
 from synthsight.eval.data import LabeledImages, align_classes, load_dataset
 from synthsight.eval.features import extract_features
 from synthsight.eval.protocols import PROTOCOLS, ProtocolInputs, check_protocols
 from synthsight.eval.result import ProtocolResult
-from synthsight.models.preprocess import normalize_images
 from synthsight.models.build import build_backbone, initial_backbone
-from synthsight.train.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
+from synthsight.models.preprocess import normalize_images
 
 PRETRAINED = "synthsight pretrained (synthetic only)"
 PRETRAINED_REAL = "synthsight pretrained (real images: {real})"  # a data.real run: the real-data reference

@@ -29,8 +29,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from synthsight import __version__
+from synthsight.checkpoint import FILES, read_meta, resolve_checkpoint, sha256_file
 from synthsight.config import config_from_dict
-from synthsight.export.distill import load_teacher
 from synthsight.export.model_card import model_card
 from synthsight.export.onnx_model import ONNX_FILE, ExportError, export_onnx
 from synthsight.export.timm_weights import EXPORT_INFO, WEIGHTS, write_weights
@@ -38,7 +38,7 @@ from synthsight.models.preprocess import MEAN, STD
 from synthsight.outputs import check_replaceable, is_empty, staged_folder
 from synthsight.provenance import FILENAME, build_provenance, git_state, weights_record
 from synthsight.registry import unknown_name_message
-from synthsight.train.checkpoint import FILES, read_meta, resolve_checkpoint, sha256_file
+from synthsight.train.build import load_teacher
 
 FORMATS = ("safetensors", "onnx")
 CARD = "README.md"

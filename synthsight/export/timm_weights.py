@@ -34,10 +34,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from synthsight.checkpoint import save_tensors
 from synthsight.config import Config, ModelConfig, build_dataclass
 from synthsight.models.backbones import TIMM_PREFIX, VIT_ARCHITECTURES, create_backbone, vit_timm_args
 from synthsight.models.preprocess import MEAN, STD
-from synthsight.train.checkpoint import save_tensors
 
 WEIGHTS = "model.safetensors"
 HEAD_WEIGHTS = "head.safetensors"

@@ -35,6 +35,9 @@ class Method(nn.Module):
     # Methods that work on ViT patch tokens (masked image modelling) set this: they raise a ConfigError for any
     # other backbone, and the contract tests build them on model.backbone=vit_tiny.
     needs_vit: ClassVar[bool] = False
+    # Methods that learn from trained networks (distillation) set this: the builder loads the checkpoints in
+    # method.teachers and passes them to the constructor as `teachers` (train/build.py), so methods never load runs.
+    needs_teachers: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -49,7 +52,7 @@ class Method(nn.Module):
         randomness (`augment.rng.PerImageRandom`) built from (seed, step, global image index), so the views do not
         depend on the rank or micro-batch holding an image; a plain `torch.Generator` works too. Under
         torch.distributed this batch is this rank's slice; gather embeddings with
-        `train.distributed.gather_with_grad` when the loss needs the global batch (e.g. negatives).
+        `synthsight.distributed.gather_with_grad` when the loss needs the global batch (e.g. negatives).
         """
         raise NotImplementedError
 

@@ -23,12 +23,12 @@ from synthsight.augment.multicrop import MultiCropConfig, multi_crop
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, check_ranges
+from synthsight.distributed import mean_across_ranks
 from synthsight.losses.dino import dino_loss, entropy, teacher_probs, teacher_temperature, updated_centre
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from synthsight.models.dino_head import DINOHead
 from synthsight.registry import METHODS
-from synthsight.train.distributed import mean_across_ranks
 
 
 @dataclass

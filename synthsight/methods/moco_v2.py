@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig, two_views
 from synthsight.config import check_ranges
+from synthsight.distributed import gather_with_grad
 from synthsight.losses.infonce import info_nce_queue
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.momentum import ema_update_, frozen_copy
 from synthsight.models.heads import mlp_head
 from synthsight.registry import METHODS
-from synthsight.train.distributed import gather_with_grad
 
 
 @dataclass

@@ -26,12 +26,12 @@ import torch
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig, two_views
 from synthsight.config import check_ranges
+from synthsight.distributed import gather_with_grad, rank_and_world
 from synthsight.losses.infonce import info_nce
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from synthsight.models.heads import mlp_head
 from synthsight.registry import METHODS
-from synthsight.train.distributed import gather_with_grad, rank_and_world
 
 
 @dataclass

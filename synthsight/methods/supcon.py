@@ -21,11 +21,11 @@ import torch.distributed as dist
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig, two_views
 from synthsight.config import check_ranges
+from synthsight.distributed import gather_with_grad, rank_and_world
 from synthsight.losses.supcon import supcon_loss
 from synthsight.methods.base import Method, StepOutput
 from synthsight.models.heads import mlp_head
 from synthsight.registry import METHODS
-from synthsight.train.distributed import gather_with_grad, rank_and_world
 
 
 @dataclass

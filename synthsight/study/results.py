@@ -23,9 +23,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from synthsight.checkpoint import write_text_atomic
 from synthsight.study.spec import Budget, Plan, StudySpec, slug
 from synthsight.study.stats import gap_closed, mean_ci
-from synthsight.train.checkpoint import write_text_atomic
 
 RESULT_FIELDS = ["study", "variation", "kind", "pretrained_on", "eval_set", "protocol", "seed", "budget_unit",
                  "budget", "top1", "steps", "images_seen", "train_seconds", "budget_seconds", "budget_ratio",

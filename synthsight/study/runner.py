@@ -34,10 +34,10 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from synthsight.checkpoint import write_text_atomic
 from synthsight.config import EvalConfig, config_from_dict
 from synthsight.study.budget import budget_flag, log_seconds, probe, steps_for_budget, steps_for_images, with_steps
 from synthsight.study.spec import Cell, EvalSet, Plan, StudySpec, cell_key, expand, slug
-from synthsight.train.checkpoint import write_text_atomic
 
 
 @dataclass
@@ -150,7 +150,7 @@ class StudyRunner:
     def train(self, cell: Cell, folder: Path) -> dict[str, Any]:
         """Pretrain the cell into `folder` (continuing from a checkpoint when there is one); its cell.json."""
         from synthsight.runs import pretrain_run
-        from synthsight.train.checkpoint import latest_good_checkpoint
+        from synthsight.checkpoint import latest_good_checkpoint
 
         record = _json(folder / "cell.json")
         if record and record.get("status") == "done" and record.get("key") == cell.key:
@@ -191,7 +191,7 @@ class StudyRunner:
         """The architecture's starting weights at the cell's seed, saved as a step-0 checkpoint (as the
         methods benchmark: torch.manual_seed(trainer.seed), then the method, whose backbone is built first)."""
         from synthsight.train.build import build_method
-        from synthsight.train.checkpoint import save_checkpoint
+        from synthsight.checkpoint import save_checkpoint
 
         record = _json(folder / "cell.json")
         if record and record.get("status") == "done" and record.get("key") == cell.key:

@@ -1,15 +1,20 @@
-"""Turn a Config into objects: generators, stream, backbone, method, optimiser."""
+"""Turn a Config into objects: generators, stream, method (with its teachers), optimiser; a checkpoint into a
+frozen trained network (`load_teacher`). The backbone itself is built by models/build.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from synthsight.config import Config, ConfigError, build_dataclass
+from synthsight.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
+from synthsight.config import Config, ConfigError, build_dataclass, config_from_dict
+from synthsight.eval.real_stream import RealImageStream
 from synthsight.generators import Generator, create_generator
 from synthsight.generators.stream import SyntheticStream
-from synthsight.generators.real_stream import RealImageStream
 from synthsight.methods import METHODS, Method
-from synthsight.models.build import build_backbone, initial_backbone  # noqa: F401  (build_backbone re-exported)
+from synthsight.methods.distill import Teacher
+from synthsight.models.build import initial_backbone
 
 
 def build_generators(cfg: Config) -> list[Generator]:
@@ -49,17 +54,34 @@ def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = No
     )
 
 
-def build_method(cfg: Config) -> Method:
+def build_method(cfg: Config, with_teachers: bool = True) -> Method:
     """The configured method around the run's starting backbone (`initial_backbone`: seeded by trainer.seed, then
-    the heads from the same RNG); unknown options name the valid ones."""
+    the heads from the same RNG); unknown options name the valid ones. A method that learns from teachers
+    (`needs_teachers`) gets method.teachers loaded, unless `with_teachers` is False (a network built only to load
+    its own weights)."""
     options = dict(cfg.method)
     name = options.pop("name")
     cls = METHODS.get(name)
     method_cfg = build_dataclass(cls.config_class, options, "method")
+    extra = {}
     if cls.needs_labels:
         stream = build_stream(cfg, num_batches=0)  # checks that every family has categories
-        return cls(initial_backbone(cfg), method_cfg, views=cfg.views, num_classes=stream.num_classes)
-    return cls(initial_backbone(cfg), method_cfg, views=cfg.views)
+        extra["num_classes"] = stream.num_classes
+    backbone = initial_backbone(cfg)
+    if cls.needs_teachers and with_teachers:  # loaded after the backbone and before the heads are drawn
+        extra["teachers"] = [load_teacher(p) for p in method_cfg.teachers]
+    return cls(backbone, method_cfg, views=cfg.views, **extra)
+
+
+def load_teacher(path: Path | str) -> Teacher:
+    """A trained network from a run folder (its newest good checkpoint) or checkpoints/step-N, frozen, in eval
+    mode: a distillation teacher, or what `export` writes. Built without its own teachers (a distilled network's
+    heads come from its weights)."""
+    ckpt = resolve_checkpoint(Path(path))
+    meta = load_checkpoint(ckpt)  # verifies the SHA-256 of every file first
+    method = build_method(config_from_dict(meta["config"]), with_teachers=False)
+    method.load_state_dict(load_weights(ckpt))  # refuses NaN/Inf weights
+    return Teacher.from_method(ckpt, method)
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -13,8 +13,9 @@ How the pieces fit (see train/loop.py):
   `no_sync` keeps accumulation micro-batches local (one reduction per optimiser step); momentum targets and frozen
   teachers (parameters without gradients) stay outside DDP, and the non-finite checks see the same averaged
   gradients on every rank before anyone steps;
-- `gather_with_grad` collects embeddings from all ranks with gradients, so contrastive losses use the global
-  batch for negatives (losses stay pure functions: they receive the gathered tensors);
+- `gather_with_grad` (synthsight/distributed.py, with the other primitives methods may call) collects embeddings
+  from all ranks with gradients, so contrastive losses use the global batch for negatives (losses stay pure
+  functions: they receive the gathered tensors);
 - `convert_sync_batchnorm` swaps BatchNorm for torch's SyncBatchNorm on CUDA, for `CPUSyncBatchNorm` on CPU;
 - only rank 0 logs and writes; `on_main` runs such an action there and stops every rank if it fails.
 
@@ -35,7 +36,6 @@ import inspect
 import itertools
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -46,6 +46,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from synthsight.config import ConfigError
+from synthsight.distributed import all_reduce_with_grad, launched_by_torchrun, rank_and_world
 
 T = TypeVar("T")
 _BUCKET_BYTES = 25 << 20  # buffers are all-reduced in flat buckets of about this size (DDP's gradient default)
@@ -77,24 +78,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def env_world_size() -> int:
-    """WORLD_SIZE as set by torchrun (1 when not launched by it)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def launched_by_torchrun() -> bool:
-    """True in a process that torchrun started (it sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), also with one
-    process: `torchrun --nproc_per_node=1` runs the whole data-parallel path (process group, DDP) on one device."""
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
-
-
-def is_main_process() -> bool:
-    """True on rank 0, or when not distributed; works before and after the process group exists."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -184,17 +167,6 @@ def on_main(ctx: DistContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -
     if error is not None:
         raise error
     return result
-
-
-def mean_across_ranks(value: torch.Tensor) -> torch.Tensor:
-    """The average over ranks of a tensor, without gradient (a logged loss, DINO's centre, queue statistics).
-    The tensor must live where the backend communicates: CPU for gloo, CUDA for NCCL. Identity on one process."""
-    _, world = rank_and_world()
-    if world == 1:
-        return value
-    t = value.detach().clone()
-    dist.all_reduce(t)
-    return t / world
 
 
 def broadcast_module(ctx: DistContext, module: nn.Module) -> None:
@@ -300,33 +272,6 @@ def average_buffers(ctx: DistContext, module: nn.Module) -> None:
         all_reduce_mean(ctx, buffers)
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Tensor[B, ...] on each rank -> Tensor[world_size * B, ...] (rank order), differentiable: the gradient that
-    flows into rank r's slice comes back to rank r. Identity when not distributed. Every rank must pass the same B."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # deprecated in favour of functional collectives; still fine
-        return torch.cat(all_gather(x), dim=0)
-
-
-def _all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
-    from torch.distributed.nn.functional import all_reduce
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return all_reduce(x)
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world_size) of the current process group, (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 class CPUSyncBatchNorm(_BatchNorm):
     """BatchNorm over the global batch of all ranks on CPU with gloo (torch's SyncBatchNorm is CUDA-only, and DDP
     refuses it in CPU modules): the per-channel sums are all-reduced in float64 with gradients. Same parameters and
@@ -347,7 +292,7 @@ class CPUSyncBatchNorm(_BatchNorm):
         dims = [0, *range(2, x.ndim)]
         x64 = x.double()
         count = torch.full((1,), x.numel() // c, dtype=torch.float64)
-        stats = _all_reduce_with_grad(torch.cat([x64.sum(dims), (x64 * x64).sum(dims), count]))
+        stats = all_reduce_with_grad(torch.cat([x64.sum(dims), (x64 * x64).sum(dims), count]))
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c : 2 * c] / n - mean * mean).clamp(min=0)  # float64 sums: no cancellation worth mentioning

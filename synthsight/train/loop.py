@@ -40,22 +40,23 @@ from tqdm import tqdm
 
 from synthsight import __version__
 from synthsight.augment.rng import PerImageRandom
-from synthsight.config import Config, ConfigError
-from synthsight.generators.base import image_seed
-from synthsight.methods.base import StepOutput
-from synthsight.train.build import build_generators, build_method, build_optimizer, build_stream
-from synthsight.run_lock import run_lock
-from synthsight.train.checkpoint import (
+from synthsight.checkpoint import (
     CheckpointError, latest_good_checkpoint, load_checkpoint, name_some, nonfinite_entries, read_meta,
     remove_stale_temporaries, save_checkpoint, write_text_atomic,
 )
+from synthsight.config import Config, ConfigError
+from synthsight.distributed import mean_across_ranks
+from synthsight.generators.base import image_seed
+from synthsight.methods.base import StepOutput
+from synthsight.run_lock import run_lock
+from synthsight.schedules import warmup_cosine
+from synthsight.train.build import build_generators, build_method, build_optimizer, build_stream
 from synthsight.train.collapse import CollapseError, CollapseMonitor
 from synthsight.train.distributed import (
     DistContext, average_buffers, broadcast_int, broadcast_module, broadcast_str, convert_sync_batchnorm,
-    data_parallel, distributed_session, mean_across_ranks, no_sync, on_main,
+    data_parallel, distributed_session, no_sync, on_main,
 )
 from synthsight.train.online_eval import OnlineKNN
-from synthsight.train.schedules import warmup_cosine
 from synthsight.train.tensorboard import log_row, open_tensorboard
 
 # The collapse alarm's figures and the online k-NN top-1 are empty where a row's step measured none; logs written

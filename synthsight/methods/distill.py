@@ -11,8 +11,9 @@ Two signals, both computed on one augmented view of each synthetic image that te
 
 The student is the run's `model.*` backbone; the run is an ordinary pretraining run (method `distill`) with the
 train loop's AMP, resume, checkpoints and torchrun, so its folder works with `synthsight eval` and `export`.
-Teachers are frozen, kept outside the module tree (never saved in the student's checkpoint, never optimised) and
-loaded from their checkpoints (safetensors, no pickle).
+Teachers are frozen, kept outside the module tree (never saved in the student's checkpoint, never optimised). The
+method receives them loaded: `build_method` (train/build.py) loads method.teachers from their checkpoints
+(safetensors, no pickle) with `load_teacher` and passes them in, so this file needs nothing from the train loop.
 
 Example:
     >>> cfg = load_config("demo", ["method.name=distill", "method.teachers=[runs/resnet18]"])  # via `synthsight distill`
@@ -21,16 +22,16 @@ Example:
 
 from __future__ import annotations
 
-import contextvars
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig, make_view
-from synthsight.config import ConfigError, check_choices, check_ranges, config_from_dict
+from synthsight.config import ConfigError, check_choices, check_ranges
 from synthsight.losses.distill import cosine_feature_loss, ensemble_soft_targets, soft_target_loss
 from synthsight.methods.base import Method, StepOutput
 from synthsight.models.heads import mlp_head
@@ -38,7 +39,6 @@ from synthsight.models.preprocess import normalize_images
 from synthsight.registry import METHODS
 
 HEAD_NAMES = ("projector", "classifier", "head")  # where a method keeps the head whose outputs are distilled
-_AS_TEACHER = contextvars.ContextVar("synthsight_as_teacher", default=False)  # a distilled teacher: skip its teachers
 
 
 @dataclass
@@ -71,32 +71,21 @@ class Teacher:
                 m.to(device)
         self.backbone.to(memory_format=memory_format)
 
+    @classmethod
+    def from_method(cls, checkpoint: Path, method: Method) -> "Teacher":
+        """A trained method (its weights loaded) as a teacher: frozen, in eval mode, with its head if it has one."""
+        method.eval().requires_grad_(False)
+        head = next((getattr(method, n) for n in HEAD_NAMES if isinstance(getattr(method, n, None), nn.Module)), None)
+        out_dim = None
+        if head is not None:
+            with torch.no_grad():
+                out_dim = head(torch.zeros(2, method.backbone.num_features)).shape[1]
+        return cls(checkpoint, method.backbone, head, method.backbone.num_features, out_dim)
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         f = self.backbone(x)
         return f, (self.head(f) if self.head is not None else None)
-
-
-def load_teacher(path: Path | str) -> Teacher:
-    """A teacher from a run folder (its newest good checkpoint) or checkpoints/step-N, frozen, in eval mode."""
-    from synthsight.train.build import build_method
-    from synthsight.train.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
-
-    ckpt = resolve_checkpoint(Path(path))
-    meta = load_checkpoint(ckpt)  # verifies the SHA-256 of every file first
-    token = _AS_TEACHER.set(True)
-    try:
-        method = build_method(config_from_dict(meta["config"]))
-    finally:
-        _AS_TEACHER.reset(token)
-    method.load_state_dict(load_weights(ckpt))  # refuses NaN/Inf weights
-    method.eval().requires_grad_(False)
-    head = next((getattr(method, n) for n in HEAD_NAMES if isinstance(getattr(method, n, None), nn.Module)), None)
-    out_dim = None
-    if head is not None:
-        with torch.no_grad():
-            out_dim = head(torch.zeros(2, method.backbone.num_features)).shape[1]
-    return Teacher(ckpt, method.backbone, head, method.backbone.num_features, out_dim)
 
 
 def resolve_loss(loss: str, teachers: list[Teacher]) -> tuple[bool, bool]:
@@ -117,19 +106,26 @@ class Distill(Method):
     """Student backbone + a head imitating the teachers' averaged soft outputs + adapters to their embeddings."""
 
     config_class = DistillConfig
+    needs_teachers: ClassVar[bool] = True
 
-    def __init__(self, backbone: nn.Module, cfg: DistillConfig, views: ViewConfig | None = None) -> None:
+    def __init__(self, backbone: nn.Module, cfg: DistillConfig, views: ViewConfig | None = None,
+                 teachers: list[Teacher] | None = None) -> None:
+        """`teachers`: method.teachers loaded (`load_teacher` in train/build.py), in that order. None builds the
+        network alone, to load its weights (as a teacher in turn, or for export): heads come from the state dict."""
         super().__init__(backbone)
         self.cfg = cfg
         self.views = views or ViewConfig()
         if not cfg.teachers:
             raise ConfigError("method.teachers is empty: name at least one teacher checkpoint, "
                               "e.g. `synthsight distill --teacher runs/my-resnet18`")
-        if _AS_TEACHER.get():  # loaded as someone's teacher: only its own weights matter; see load_state_dict
+        if teachers is None:  # only its own weights matter; see load_state_dict
             self._teachers: list[Teacher] = []
             self.use_soft = self.use_feature = False
             return
-        self._teachers = [load_teacher(p) for p in cfg.teachers]
+        if len(teachers) != len(cfg.teachers):
+            raise ValueError(f"got {len(teachers)} loaded teachers for the {len(cfg.teachers)} checkpoints in "
+                             "method.teachers; pass one loaded teacher per checkpoint (train.build.load_teacher)")
+        self._teachers = list(teachers)
         self.use_soft, self.use_feature = resolve_loss(cfg.loss, self._teachers)
         if self.use_soft:
             self.projector = mlp_head(backbone.num_features, cfg.proj_hidden, self._teachers[0].out_dim)
