@@ -94,7 +94,8 @@ def test_tiny_pretrain_on_real_images_records_it(npz: Path, tmp_path: Path, tiny
     assert ev.encoders[-1].name == PRETRAINED_REAL.format(real=str(npz))
 
 
-@pytest.mark.parametrize("method", [n for n in METHODS.names() if getattr(METHODS.get(n), "needs_labels", False)])
+@pytest.mark.parametrize("method", [n for n in METHODS.names() if getattr(METHODS.get(n), "needs_labels", False)
+                                    and not getattr(METHODS.get(n), "partial_labels", False)])
 def test_labelled_methods_refuse_real_images(npz: Path, tiny_config, method) -> None:
     cfg = tiny_config(f"data.real={npz}", f"method={method}")
     with pytest.raises(ConfigError, match="without labels"):

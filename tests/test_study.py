@@ -66,14 +66,16 @@ def test_expand_counts_and_shares_cells(tmp_path: Path) -> None:
 
 def test_expand_width_grid_supervised_method_and_no_baselines(tmp_path: Path) -> None:
     data = study(tmp_path / "x.npz", grid={"model.width": [4, 8]})
+    data["variations"].append({"name": "ce", "set": {"method": "ce", "data.families": ["contours/rcdb"]}})
     data["variations"].append({"name": "supcon", "set": {"method": "supcon", "data.families": ["contours/rcdb"],
                                                          "method.proj_hidden": 32, "method.proj_dim": 16}})
     spec = parse_study(data)
     assert [v.name for v in spec.variations][:2] == ["dead leaves, width=4", "dead leaves, width=8"]
     plan = expand(spec)
     assert sum(c.kind == "random" for c in plan.cells) == 2  # one per width; the method does not matter
-    assert not any(c.kind == "real" and c.variation.startswith("supcon") for c in plan.cells)
-    assert any("supcon" in n and "class labels" in n for n in plan.notes)
+    assert not any(c.kind == "real" and c.variation.startswith("ce") for c in plan.cells)
+    assert any("ce" in n and "class labels" in n for n in plan.notes)
+    assert any(c.kind == "real" and c.variation.startswith("supcon") for c in plan.cells)  # SimCLR on real images
     bare = expand(parse_study(study(tmp_path / "x.npz", reference=False, random_init=False)))
     assert {c.kind for c in bare.cells} == {"synthetic"}
 

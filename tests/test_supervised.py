@@ -50,6 +50,18 @@ def test_supcon_with_one_class_per_image_is_nt_xent():
     assert torch.allclose(supcon_loss(z1, z2, torch.arange(6), 0.2), nt_xent(z1, z2, 0.2), atol=1e-6)
 
 
+def test_supcon_unlabelled_images_have_only_their_own_view_as_positive():
+    """Label -1 = no class (dead leaves in a mixed stream, real images): all -1 is NT-Xent, and two unlabelled
+    images are never each other's positives (the same loss as giving each a class of its own)."""
+    z1, z2 = torch.randn(6, 8), torch.randn(6, 8)
+    assert torch.allclose(supcon_loss(z1, z2, torch.full((6,), -1), 0.2), nt_xent(z1, z2, 0.2), atol=1e-6)
+    mixed = torch.tensor([-1, 4, -1, 4, -1, 7])
+    unique = torch.tensor([100, 4, 101, 4, 102, 7])
+    assert torch.allclose(supcon_loss(z1, z2, mixed, 0.1), supcon_loss(z1, z2, unique, 0.1), atol=1e-6)
+    halves = [supcon_loss(z1[s:s + 3], z2[s:s + 3], mixed[s:s + 3], 0.1, z1, z2, mixed, offset=s) for s in (0, 3)]
+    assert torch.allclose(sum(halves) / 2, supcon_loss(z1, z2, mixed, 0.1), atol=1e-6)
+
+
 def test_supcon_gathered_batch_equals_one_process_loss():
     torch.manual_seed(1)
     z1, z2, labels = torch.randn(8, 5), torch.randn(8, 5), torch.tensor([0, 1, 0, 2, 1, 1, 3, 0])
@@ -127,14 +139,16 @@ def test_ce_steps_lower_the_loss_on_a_fixed_batch(extra):
     assert step().loss.item() < before
 
 
-def test_supcon_step_gives_embeddings_and_needs_labels():
+def test_supcon_step_gives_embeddings_and_treats_missing_labels_as_unlabelled():
     cfg = tiny("supcon", "method.proj_hidden=16", "method.proj_dim=8")
     method = build_method(cfg)
     images, _, labels = next(iter(build_stream(cfg)))
     out = method.training_step(images, torch.Generator().manual_seed(0), labels)
     assert torch.isfinite(out.loss) and out.embeddings.shape == (8, 8) and "supcon" in out.terms
-    with pytest.raises(ValueError, match="labels"):
-        method.training_step(images, torch.Generator().manual_seed(0))
+    none = method.training_step(images, torch.Generator().manual_seed(0)).loss  # real images: no labels
+    unlabelled = method.training_step(images, torch.Generator().manual_seed(0), torch.full_like(labels, -1)).loss
+    one_class = method.training_step(images, torch.Generator().manual_seed(0), torch.zeros_like(labels)).loss
+    assert torch.allclose(none, unlabelled) and not torch.allclose(none, one_class)
 
 
 def test_pretrain_ce_end_to_end(tmp_path):
@@ -145,12 +159,23 @@ def test_pretrain_ce_end_to_end(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["method"]["name"] == "ce"
 
 
-@pytest.mark.parametrize("method", ["ce", "supcon"])
-def test_unlabelled_family_is_refused_clearly(method, tmp_path):
-    cfg = tiny(method, families="[fractal_ifs/svd, dead_leaves/mixed]")
+def test_unlabelled_family_is_refused_clearly_by_ce(tmp_path):
+    cfg = tiny("ce", families="[fractal_ifs/svd, dead_leaves/mixed]")
     with pytest.raises(ValueError, match=r"dead_leaves/mixed has no categories.*fractal_ifs, contours, programs"):
         pretrain(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # refused before the run folder is made
+
+
+def test_supcon_trains_on_a_mix_of_labelled_and_unlabelled_families(tmp_path):
+    """The hybrid: dead leaves (no categories) get label -1 in the stream, fractals their classes."""
+    cfg = tiny("supcon", "method.proj_hidden=16", "method.proj_dim=8", families="[fractal_ifs/svd, dead_leaves/mixed]")
+    stream = build_stream(cfg)
+    images, indices, labels = next(iter(stream))
+    families = torch.tensor([stream.family_of(int(i)) for i in indices])
+    assert set(families.tolist()) == {0, 1}
+    assert ((labels == -1) == (families == 1)).all() and (labels[families == 0] >= 0).all()
+    result = pretrain(cfg, tmp_path / "run", progress=False)
+    assert result.steps == 2 and torch.isfinite(torch.tensor(result.final_loss))
 
 
 @pytest.mark.parametrize("preset", ["supervised_fractals", "supcon_cpu"])

@@ -38,7 +38,7 @@ class SyntheticStream(IterableDataset):
 
     With `with_labels=True` it yields (images, indices, labels Tensor[B] int64): the image's class within its
     family plus the family's offset (families stacked in order, `num_classes` in all). Every family must then have
-    categories (`Generator.num_classes`).
+    categories (`Generator.num_classes`), unless `allow_unlabelled`: images of families without them get -1.
     """
 
     def __init__(
@@ -52,6 +52,7 @@ class SyntheticStream(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         with_labels: bool = False,
+        allow_unlabelled: bool = False,
     ) -> None:
         if not generators:
             raise ValueError("a stream needs at least one generator family")
@@ -70,7 +71,7 @@ class SyntheticStream(IterableDataset):
         self.start_batch, self.num_batches = start_batch, num_batches
         self.rank, self.world_size = rank, world_size
         self.with_labels = with_labels
-        if with_labels:
+        if with_labels and not allow_unlabelled:
             unlabelled = [f"{g.family}/{g.variant}" for g in self.generators if not g.num_classes]
             if unlabelled:
                 raise ValueError(

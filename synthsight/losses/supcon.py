@@ -2,7 +2,9 @@
 
 Every view of the batch is an anchor; its positives are all other views of the same class (its own second view
 included), its denominator all other views of the batch. The loss of an anchor is the mean over its positives of
--log softmax, averaged over anchors. With one class per image it is NT-Xent (SimCLR).
+-log softmax, averaged over anchors. With one class per image it is NT-Xent (SimCLR). A label < 0 means "no
+class" (an image of a family without categories, or a real image): its only positive is its own other view, so a
+batch mixing labelled and unlabelled images is SupCon on the first and SimCLR on the second, in one softmax.
 
 Pure function of tensors: no state, no distributed calls.
 
@@ -48,6 +50,9 @@ def supcon_loss(
     if all_z1 is None:
         all_z1, all_z2, all_labels, offset = z1, z2, labels, 0
     n = all_z1.shape[0]
+    if all_labels.shape == (n,):  # unlabelled images (< 0) become classes of one: ids -1 - (position in the batch)
+        labels = _own_class_if_unlabelled(labels.to(all_labels.device), offset)
+        all_labels = _own_class_if_unlabelled(all_labels, 0)
     if (all_z1.shape != all_z2.shape or all_z1.shape[1:] != z1.shape[1:] or all_labels.shape != (n,)
             or not 0 <= offset <= n - b):
         raise ValueError(
@@ -67,3 +72,10 @@ def supcon_loss(
     positives = (anchor_labels[:, None] == key_labels[None, :]) & ~self_mask  # >= 1 per row: the other view
     per_anchor = -(log_prob.masked_fill(~positives, 0.0).sum(dim=1)) / positives.sum(dim=1)
     return per_anchor.mean()
+
+
+def _own_class_if_unlabelled(labels: torch.Tensor, first: int) -> torch.Tensor:
+    """labels with every negative entry replaced by a class of its own, -1 - (its position in the gathered batch;
+    the first of `labels` sits at `first`): never equal to another image's label."""
+    own = -1 - torch.arange(first, first + labels.shape[0], device=labels.device, dtype=labels.dtype)
+    return torch.where(labels < 0, own, labels)

@@ -32,6 +32,9 @@ class Method(nn.Module):
     # Methods trained on the generators' class labels set this; the train loop then streams labels and the
     # constructor receives `num_classes` (the stream's total number of categories).
     needs_labels: ClassVar[bool] = False
+    # Methods with needs_labels that also learn from images without a class (label -1: families without
+    # categories, real images) set this: the stream may then mix such families in, and data.real is allowed.
+    partial_labels: ClassVar[bool] = False
     # Methods that work on ViT patch tokens (masked image modelling) set this: they raise a ConfigError for any
     # other backbone, and the contract tests build them on model.backbone=vit_tiny.
     needs_vit: ClassVar[bool] = False

@@ -1,6 +1,8 @@
 """SupCon (Khosla et al. 2020): two augmented views, a 2-layer projector, the supervised contrastive loss over the
 batch, where the positives of a view are all other views of its class (the generators' categories: a fractal
-system, a contour or program id). Needs a stream with labels (families fractal_ifs, contours, programs, mix).
+system, a contour or program id). Images without a class (families without categories such as dead_leaves, or
+real images with data.real) have only their own other view as positive: on a mixed stream the loss is SupCon on
+the labelled images and SimCLR on the others, in one softmax (the hybrid), and on real images it is SimCLR.
 
 Shapes: images Tensor[B, 3, S, S] and labels int64 Tensor[B] -> projector outputs Tensor[2B, proj_dim].
 
@@ -49,6 +51,7 @@ def _gather_labels(labels: torch.Tensor, world: int) -> torch.Tensor:
 class SupCon(Method):
     config_class = SupConConfig
     needs_labels: ClassVar[bool] = True
+    partial_labels: ClassVar[bool] = True  # label -1 (no category, or real images): SimCLR's positive only
 
     def __init__(self, backbone: torch.nn.Module, cfg: SupConConfig, views: ViewConfig | None = None,
                  num_classes: int | None = None) -> None:
@@ -59,8 +62,8 @@ class SupCon(Method):
         self.projector = mlp_head(backbone.num_features, cfg.proj_hidden, cfg.proj_dim)
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
-        if labels is None:
-            raise ValueError("supcon needs class labels: train it through a labelled stream (needs_labels)")
+        if labels is None:  # real images (data.real): no classes, every image its own (SimCLR at this temperature)
+            labels = torch.full((images.shape[0],), -1, dtype=torch.long)
         v1, v2 = two_views(images, g, self.views)
         x = self.network_input(v1, v2)  # one forward pass for both views
         z = self.projector(self.backbone(x))

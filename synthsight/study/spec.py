@@ -359,7 +359,8 @@ def expand(spec: StudySpec) -> Plan:
                 uses += [Use(variation.name, "synthetic", seed, budget, s, key) for s in all_sets]
                 if not spec.reference:
                     continue
-                if METHODS.get(cfg.method["name"]).needs_labels:
+                method_cls = METHODS.get(cfg.method["name"])
+                if method_cls.needs_labels and not method_cls.partial_labels:
                     note = (f"{variation.name}: no real-data reference ({cfg.method['name']} trains on class labels, "
                             "real images are streamed without them); G is n/a")
                     if note not in notes:

@@ -37,7 +37,7 @@ def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = No
     It streams class labels too when the method trains on them. With data.real set, real images instead."""
     if cfg.data.real is not None:
         method = cfg.method["name"]
-        if METHODS.get(method).needs_labels:
+        if METHODS.get(method).needs_labels and not METHODS.get(method).partial_labels:
             raise ConfigError(
                 f"method {method!r} trains on class labels, but data.real={cfg.data.real!r} streams real images "
                 "without labels; use a self-supervised method, or unset data.real to train on labelled synthetic "
@@ -51,6 +51,7 @@ def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = No
         build_generators(cfg), seed=cfg.data.seed, batch_size=batch_size or cfg.trainer.batch_size,
         weights=cfg.data.weights, start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
         with_labels=METHODS.get(cfg.method["name"]).needs_labels,
+        allow_unlabelled=METHODS.get(cfg.method["name"]).partial_labels,
     )
 
 
@@ -65,8 +66,8 @@ def build_method(cfg: Config, with_teachers: bool = True) -> Method:
     method_cfg = build_dataclass(cls.config_class, options, "method")
     extra = {}
     if cls.needs_labels:
-        stream = build_stream(cfg, num_batches=0)  # checks that every family has categories
-        extra["num_classes"] = stream.num_classes
+        stream = build_stream(cfg, num_batches=0)  # checks that every family has categories (or may lack them)
+        extra["num_classes"] = getattr(stream, "num_classes", 0)  # real images (partial_labels methods): none
     backbone = initial_backbone(cfg)
     if cls.needs_teachers and with_teachers:  # loaded after the backbone and before the heads are drawn
         extra["teachers"] = [load_teacher(p) for p in method_cfg.teachers]
