@@ -24,7 +24,9 @@ TIMM_PREFIX = "timm/"
 class SmallConvNet(nn.Module):
     """Four conv-BN-ReLU stages with max-pooling, then global average pooling (~1.2M parameters at width 64).
 
-    Trains ~6x faster than ResNet-18 on CPU at 32 px and beat it at equal minutes in our trials.
+    Trains ~6x faster than ResNet-18 on CPU at 32 px and beat it at equal minutes in our trials. The ReLU of a
+    pooled stage comes after its max-pool: max(relu(a), relu(b)) = relu(max(a, b)) exactly (values and gradients),
+    and the ReLU then touches a quarter of the activations (its forward and backward were ~20% of a CPU step).
     """
 
     def __init__(self, width: int = 64) -> None:
@@ -33,9 +35,10 @@ class SmallConvNet(nn.Module):
         layers: list[nn.Module] = []
         c_in = 3
         for i, c_out in enumerate(widths):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
             if i < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2))
+            layers.append(nn.ReLU(inplace=True))
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.num_features = widths[-1]

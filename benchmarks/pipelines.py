@@ -1,0 +1,188 @@
+"""Real-image SimCLR training: synthsight's pipeline against the standard per-image PIL pipeline, same network.
+
+Both train the demo network (smallconv width 64 + SimCLR projector + NT-Xent at T=0.2, AdamW, bf16 autocast,
+channels_last, batch 256, 32 px views) on the Fashion-MNIST training images, one optimiser step per batch:
+
+- synthsight: `data.real=fashion-mnist`, the train loop's own step (`train.loop.forward_backward`): the real-image
+  stream in trainer.workers DataLoader processes, the views drawn in the training process for the whole batch at
+  once (per-image seeded), trainer.threads torch threads.
+- per-image PIL: a torchvision `Dataset` over the same images as PIL images, two views per image made by
+  torchvision transforms in DataLoader workers (RandomResizedCrop(32, scale=(0.2, 1)), horizontal flip, ColorJitter
+  (0.4, 0.4, 0.4, 0.1) with p=0.8, RandomGrayscale(0.2): the same view recipe), then the same network, loss and
+  optimiser step.
+
+Setups run one at a time (nothing else prefetching), in A B A B rounds; each round builds its pipeline, runs
+--warmup untimed steps, then times --steps steps; a round's figure is the batch divided by its median step time.
+The table shows every round and the median over rounds; the ratio line compares the best configuration of each
+pipeline (median over rounds).
+
+Usage:
+    python benchmarks/pipelines.py                        # 2 rounds, default setups
+    python benchmarks/pipelines.py --rounds 3 --steps 40
+    python benchmarks/pipelines.py --ours workers=1,threads=1 --pil workers=1,threads=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
+from torch.utils.data import DataLoader, Dataset
+
+from synthsight.config import load_config
+from synthsight.eval.data import load_dataset
+from synthsight.losses.ntxent import nt_xent
+from synthsight.train.loop import autocast_context, build_training, forward_backward
+
+BATCH = 256
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def parse_setup(text: str) -> dict[str, int]:
+    """'workers=1,threads=2' -> {'workers': 1, 'threads': 2}."""
+    setup = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if key not in ("workers", "threads") or not value.isdigit():
+            raise SystemExit(f"a setup is workers=N,threads=M, got {text!r}")
+        setup[key] = int(value)
+    return {"workers": setup.get("workers", 1), "threads": setup.get("threads", 1)}
+
+
+class PILTwoViews(Dataset):
+    """Fashion-MNIST training images as PIL images, two torchvision-augmented views each (Tensor[3, 32, 32])."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        from torchvision import transforms as T
+
+        self.images = images  # uint8 [N, 1, 28, 28]
+        self.transform = T.Compose([
+            T.RandomResizedCrop(32, scale=(0.2, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.ToTensor(),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from PIL import Image
+
+        image = Image.fromarray(self.images[i, 0].numpy()).convert("RGB")
+        return self.transform(image), self.transform(image)
+
+
+def ours(setup: dict[str, int]) -> Callable[[int], float]:
+    """synthsight's train step on data.real=fashion-mnist with the given workers and threads."""
+    from synthsight.train.build import build_stream
+
+    cfg = load_config("demo", ["data.real=fashion-mnist", f"trainer.workers={setup['workers']}",
+                               f"trainer.threads={setup['threads']}"])
+    torch.set_num_threads(setup["threads"])
+    device = torch.device("cpu")
+    method, optimizer, scaler = build_training(cfg, device)
+    method.train()
+    loader = DataLoader(build_stream(cfg), batch_size=None, num_workers=setup["workers"], worker_init_fn=_one_thread,
+                        prefetch_factor=4 if setup["workers"] else None)
+    batches = iter(loader)
+
+    def step(i: int) -> float:
+        start = time.perf_counter()
+        forward_backward(method, optimizer, scaler, batches, cfg, i, device)
+        scaler.step(optimizer)
+        scaler.update()
+        return time.perf_counter() - start
+
+    return step
+
+
+def per_image_pil(setup: dict[str, int]) -> Callable[[int], float]:
+    """The same network, loss and optimiser fed by torchvision transforms on PIL images in DataLoader workers."""
+    cfg = load_config("demo", [f"trainer.threads={setup['threads']}"])
+    torch.set_num_threads(setup["threads"])
+    device = torch.device("cpu")
+    method, optimizer, _ = build_training(cfg, device)
+    method.train()
+    images = load_dataset("fashion-mnist", "train", size=28).images[:, :1].contiguous()
+    loader = DataLoader(PILTwoViews(images), batch_size=BATCH, shuffle=True, drop_last=True,
+                        num_workers=setup["workers"], worker_init_fn=_one_thread,
+                        prefetch_factor=4 if setup["workers"] else None, persistent_workers=setup["workers"] > 0)
+    batches = iter(loader)
+    temperature = cfg.method["temperature"]
+
+    def step(i: int) -> float:
+        nonlocal batches
+        start = time.perf_counter()
+        try:
+            v1, v2 = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            v1, v2 = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast_context(cfg.trainer.amp, device):
+            z = method.projector(method.backbone(method.network_input(v1, v2)))
+            loss = nt_xent(*z.chunk(2), temperature)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    return step
+
+
+def time_round(build: Callable[[dict[str, int]], Callable[[int], float]], setup: dict[str, int], warmup: int,
+               steps: int) -> float:
+    """Images per second of one round: the batch / the median timed step."""
+    step = build(setup)
+    times = []
+    for i in range(warmup + steps):
+        seconds = step(i)
+        if i >= warmup:
+            times.append(seconds)
+    return BATCH / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="A B rounds (each setup once per round)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (workers start, caches fill)")
+    parser.add_argument("--ours", default="workers=1,threads=1;workers=0,threads=2",
+                        help="synthsight setups, ';'-separated")
+    parser.add_argument("--pil", default="workers=1,threads=1;workers=2,threads=1",
+                        help="per-image PIL setups, ';'-separated")
+    args = parser.parse_args()
+    setups = [("synthsight", ours, parse_setup(s)) for s in args.ours.split(";")]
+    setups += [("per-image PIL", per_image_pil, parse_setup(s)) for s in args.pil.split(";")]
+    print(f"command: python {' '.join(sys.argv)}\nmachine: {cpu_model()}, torch {torch.__version__}\n")
+    rates: dict[int, list[float]] = {k: [] for k in range(len(setups))}
+    for r in range(args.rounds):
+        order = range(len(setups)) if r % 2 == 0 else reversed(range(len(setups)))
+        for k in order:
+            name, build, setup = setups[k]
+            rates[k].append(time_round(build, setup, args.warmup, args.steps))
+            print(f"round {r + 1}: {name} workers={setup['workers']} threads={setup['threads']}: "
+                  f"{rates[k][-1]:.0f} img/s", flush=True)
+    print("\n| pipeline | workers | threads | img/s per round | median |")
+    print("|---|---|---|---|---|")
+    for k, (name, _, setup) in enumerate(setups):
+        print(f"| {name} | {setup['workers']} | {setup['threads']} | {' / '.join(f'{x:.0f}' for x in rates[k])} | "
+              f"{statistics.median(rates[k]):.0f} |")
+    best = {}
+    for k, (name, _, _) in enumerate(setups):
+        best[name] = max(best.get(name, 0.0), statistics.median(rates[k]))
+    print(f"\nbest synthsight / best per-image PIL: {best['synthsight'] / best['per-image PIL']:.2f}x "
+          f"(target >= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
