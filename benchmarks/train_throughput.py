@@ -8,7 +8,9 @@ step; the last row per method pulls batches from the real generator stream throu
 processes rendering beside training), with the preset's switches. Methods that distil from teachers get a
 randomly initialised SimCLR smallconv teacher (its forward pass is part of their cost). A row that runs past
 --max-seconds stops early (the step count is printed); on CPU fp16 (no fast kernels there) is timed for the first
-backbone only. On a shared machine prefer --threads 1: a busy neighbour stalls every multi-threaded region.
+backbone only. On a shared machine prefer --threads 1: a busy neighbour stalls every multi-threaded region. The stream row's
+fixed-batch counterpart is the `bf16+channels_last` row (the CPU presets' switches). The real-image comparison
+with a per-image PIL pipeline on the same network is benchmarks/pipelines.py.
 
 Usage:
     python benchmarks/train_throughput.py                              # 32 px, batch 64, smallconv + resnet18
@@ -52,6 +54,7 @@ SWITCHES = {
     "channels_last": ["trainer.channels_last=true"],
     "compile": ["trainer.compile=true"],
     "accumulate=2": ["trainer.accumulate=2"],
+    "bf16+channels_last": ["trainer.amp=bf16", "trainer.channels_last=true"],  # the CPU presets' switches
     "bf16+channels_last+compile": ["trainer.amp=bf16", "trainer.channels_last=true", "trainer.compile=true"],
 }
 NEEDS_TEACHER = {"distill"}  # methods that learn from teacher checkpoints: given a random-init SimCLR smallconv one

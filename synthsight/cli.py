@@ -146,7 +146,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole path on the embedded default: generate, pretrain, evaluate, report",
                        epilog=EPILOG,
-                       description="SimCLR on dead leaves + spectrum noise with a small ConvNet on CPU (minutes), "
+                       description="SupCon on formula-labelled IFS fractals + RCDB contours with a small ConvNet on CPU (minutes), "
                        "then k-NN and linear probe on real Fashion-MNIST against random init and raw pixels.")
     p.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides of configs/demo.yaml")
     p.add_argument("--seed", type=int, default=None, help="seed for data stream, init and augmentations")

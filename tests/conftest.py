@@ -4,6 +4,7 @@ import torch
 from synthsight.config import load_config
 
 TINY = [
+    "method=simclr",  # the demo preset trains supcon; most tests exercise the self-supervised path
     "data.families=[dead_leaves/mixed, spectrum/color]", "data.render_size=32", "views.size=16",
     "model.width=8", "method.proj_hidden=32", "method.proj_dim=16", "trainer.batch_size=16",
     "trainer.steps=6", "trainer.warmup_steps=2", "trainer.workers=0", "trainer.log_every=2",

@@ -56,7 +56,8 @@ def test_choosing_another_method_drops_the_presets_method_options():
     assert load_config("demo", ["method=byol"]).method == {"name": "byol"}
     assert load_config("demo", ["method.name=moco_v2", "method.temperature=0.3"]).method == {
         "name": "moco_v2", "temperature": 0.3}
-    assert load_config("demo", ["method=simclr"]).method["temperature"] == 0.2  # same method: options stay
+    assert load_config("demo", ["method=supcon"]).method["temperature"] == 0.1  # same method: options stay
+    assert load_config("simclr_cpu", ["method=simclr"]).method["temperature"] == 0.1
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
@@ -72,7 +73,7 @@ def test_presets_inherit_with_base(tmp_path):
     cfg = load_config(str(child))
     assert cfg.trainer.steps == 7 and cfg.trainer.batch_size == load_config("demo").trainer.batch_size
     assert cfg.method == {"name": "byol"}  # the demo's SimCLR temperature does not carry over
-    assert load_config("moco_v2_gpu").model.backbone == "resnet18"  # gpu.yaml -> demo.yaml
+    assert load_config("moco_v2_gpu").model.backbone == "resnet18"  # gpu.yaml -> simclr_cpu.yaml
     loop = tmp_path / "loop.yaml"
     loop.write_text(f"base: {loop}\n")
     with pytest.raises(ConfigError, match="loop"):

@@ -16,7 +16,7 @@ from synthsight.runs import pretrain_run
 from synthsight.train.build import load_teacher
 from tests.conftest import TINY
 
-STUDENT = [t for t in TINY if not t.startswith("method.")] + ["model.width=4", "trainer.steps=4"]
+STUDENT = [t for t in TINY if not t.startswith("method")] + ["model.width=4", "trainer.steps=4"]
 
 
 @pytest.fixture(scope="module")
