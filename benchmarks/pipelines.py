@@ -1,6 +1,6 @@
 """Real-image SimCLR training: synthsight's pipeline against the standard per-image PIL pipeline, same network.
 
-Both train the demo network (smallconv width 64 + SimCLR projector + NT-Xent at T=0.2, AdamW, bf16 autocast,
+Both train the simclr_cpu network (smallconv width 64 + SimCLR projector + NT-Xent at T=0.1, AdamW, bf16 autocast,
 channels_last, batch 256, 32 px views) on the Fashion-MNIST training images, one optimiser step per batch:
 
 - synthsight: `data.real=fashion-mnist`, the train loop's own step (`train.loop.forward_backward`): the real-image
@@ -20,11 +20,13 @@ Usage:
     python benchmarks/pipelines.py                        # 2 rounds, default setups
     python benchmarks/pipelines.py --rounds 3 --steps 40
     python benchmarks/pipelines.py --ours workers=1,threads=1 --pil workers=1,threads=1
+    python benchmarks/pipelines.py --synthetic demo --ours "workers=1,threads=1;workers=1,threads=2;workers=0,threads=2"
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -82,12 +84,13 @@ class PILTwoViews(Dataset):
         return self.transform(image), self.transform(image)
 
 
-def ours(setup: dict[str, int]) -> Callable[[int], float]:
-    """synthsight's train step on data.real=fashion-mnist with the given workers and threads."""
+def ours(setup: dict[str, int], preset: str = "simclr_cpu", real: str | None = "fashion-mnist") -> Callable[[int], float]:
+    """synthsight's train step of `preset` on data.real=`real` (None: the preset's synthetic stream) with the given
+    workers and threads."""
     from synthsight.train.build import build_stream
 
-    cfg = load_config("demo", ["data.real=fashion-mnist", f"trainer.workers={setup['workers']}",
-                               f"trainer.threads={setup['threads']}"])
+    data = [f"data.real={real}"] if real else []
+    cfg = load_config(preset, [*data, f"trainer.workers={setup['workers']}", f"trainer.threads={setup['threads']}"])
     torch.set_num_threads(setup["threads"])
     device = torch.device("cpu")
     method, optimizer, scaler = build_training(cfg, device)
@@ -108,7 +111,7 @@ def ours(setup: dict[str, int]) -> Callable[[int], float]:
 
 def per_image_pil(setup: dict[str, int]) -> Callable[[int], float]:
     """The same network, loss and optimiser fed by torchvision transforms on PIL images in DataLoader workers."""
-    cfg = load_config("demo", [f"trainer.threads={setup['threads']}"])
+    cfg = load_config("simclr_cpu", [f"trainer.threads={setup['threads']}"])
     torch.set_num_threads(setup["threads"])
     device = torch.device("cpu")
     method, optimizer, _ = build_training(cfg, device)
@@ -159,10 +162,17 @@ def main() -> None:
     parser.add_argument("--ours", default="workers=1,threads=1;workers=0,threads=2",
                         help="synthsight setups, ';'-separated")
     parser.add_argument("--pil", default="workers=1,threads=1;workers=2,threads=1",
-                        help="per-image PIL setups, ';'-separated")
+                        help="per-image PIL setups, ';'-separated ('' for none)")
+    parser.add_argument("--synthetic", default=None, metavar="PRESET",
+                        help="time synthsight's setups on this preset's synthetic stream instead of real images "
+                             "(e.g. demo), to choose its workers/threads split; no PIL rows then")
     args = parser.parse_args()
-    setups = [("synthsight", ours, parse_setup(s)) for s in args.ours.split(";")]
-    setups += [("per-image PIL", per_image_pil, parse_setup(s)) for s in args.pil.split(";")]
+    if args.synthetic:
+        setups = [("synthsight", functools.partial(ours, preset=args.synthetic, real=None), parse_setup(s))
+                  for s in args.ours.split(";")]
+    else:
+        setups = [("synthsight", ours, parse_setup(s)) for s in args.ours.split(";")]
+        setups += [("per-image PIL", per_image_pil, parse_setup(s)) for s in args.pil.split(";") if s]
     print(f"command: python {' '.join(sys.argv)}\nmachine: {cpu_model()}, torch {torch.__version__}\n")
     rates: dict[int, list[float]] = {k: [] for k in range(len(setups))}
     for r in range(args.rounds):
@@ -180,6 +190,8 @@ def main() -> None:
     best = {}
     for k, (name, _, _) in enumerate(setups):
         best[name] = max(best.get(name, 0.0), statistics.median(rates[k]))
+    if "per-image PIL" not in best:
+        return
     print(f"\nbest synthsight / best per-image PIL: {best['synthsight'] / best['per-image PIL']:.2f}x "
           f"(target >= 1.5x)")
 
