@@ -167,6 +167,7 @@ class TrainerConfig:
     max_consecutive_skips: int = 10  # with skip_nonfinite: this many skipped steps in a row stop the run
     threads: int = 0  # torch intra-op threads; 0 = all cores (under torchrun: OMP_NUM_THREADS, 1 by default)
     workers: int = 1  # data-loader processes generating images beside training; 0 = generate in the main process
+    split: str = "fixed"  # fixed: workers and threads as given | auto: a start-up probe picks them (train/split.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each process takes cuda:LOCAL_RANK
     seed: int = 0  # seeds initialisation and augmentations
     log_every: int = 10  # steps between progress-bar and log updates
@@ -195,7 +196,7 @@ class TrainerConfig:
                      collapse_max_entropy="(0,1]", collapse_max_argmax_share="(0,1]", online_eval_every=">=0",
                      online_eval_limit=">=2", online_eval_test_limit=">=1")
         check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"),
-                      log=("csv", "tensorboard"))
+                      log=("csv", "tensorboard"), split=("fixed", "auto"))
         check_device(self.device)
         if self.min_lr > self.lr:
             raise ConfigError(f"trainer.min_lr = {self.min_lr} is above trainer.lr = {self.lr}; lower it")

@@ -57,6 +57,7 @@ from synthsight.train.distributed import (
     data_parallel, distributed_session, no_sync, on_main,
 )
 from synthsight.train.online_eval import OnlineKNN
+from synthsight.train.split import probe_split
 from synthsight.train.tensorboard import log_row, open_tensorboard
 
 # The collapse alarm's figures and the online k-NN top-1 are empty where a row's step measured none; logs written
@@ -336,10 +337,14 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
               held: contextlib.ExitStack) -> TrainResult:
     t = cfg.trainer
     per_rank = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
-    if t.threads > 0:
-        torch.set_num_threads(t.threads)
     device = ctx.device
     build_generators(cfg)  # a bad family or method option fails here, before the run folder is touched
+    split = None
+    if t.split == "auto" and not resume and device.type == "cpu" and not ctx.distributed:
+        split = probe_split(cfg, device, per_rank)  # written into config.json below: a resume keeps it
+        t.workers, t.threads = split.workers, split.threads
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
     # online evaluation data is loaded once, on rank 0; a missing set fails here too
     online = on_main(ctx, OnlineKNN.from_config, cfg) if t.online_eval_every else None
     monitor = CollapseMonitor.from_config(t) if t.collapse_check_every else None
@@ -370,6 +375,9 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     board = open_tensorboard(run_dir) if t.log == "tensorboard" and ctx.is_main else None
     if progress and ctx.is_main:
         print(run_header(cfg, run_dir, device, ctx.world_size, start, last_ckpt), file=sys.stderr)
+        if split is not None:
+            print(f"pretrain: trainer.split=auto chose workers={split.workers}, threads={split.threads} (probe, "
+                  f"seconds: {split.figures})", file=sys.stderr)
     stream = build_stream(cfg, start_batch=start * t.accumulate, num_batches=(t.steps - start) * t.accumulate,
                           rank=ctx.rank, world_size=ctx.world_size, batch_size=per_rank)
     loader = DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_worker_init,
