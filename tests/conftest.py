@@ -8,7 +8,7 @@ TINY = [
     "data.families=[dead_leaves/mixed, spectrum/color]", "data.render_size=32", "views.size=16",
     "model.width=8", "method.proj_hidden=32", "method.proj_dim=16", "trainer.batch_size=16",
     "trainer.steps=6", "trainer.warmup_steps=2", "trainer.workers=0", "trainer.log_every=2",
-    "trainer.checkpoint_every=3", "trainer.threads=1", "trainer.amp=none", "trainer.device=cpu",
+    "trainer.checkpoint_every=3", "trainer.threads=1", "trainer.amp=none", "trainer.device=cpu", "trainer.split=fixed",
 ]
 
 
