@@ -28,9 +28,10 @@ per column or row), each carrying edge length / n; one complex `index_add` sums 
 and length x (grey - background). A pixel holding D = k x length pixels' worth of line is covered
 1 - (1 - D/m)^m (m = OVERLAP: lines partly fall on each other, as the reference's later lines paint over earlier
 ones) in the lines' mean grey. Points outside the canvas land on a ring around it that is cut off. That tensor
-code runs on GPUs; on the CPU the same points are drawn by one compiled loop per image (contour_raster.py, 2.5-3x
-faster: no per-operation overhead, no gathers), equal to the tensor path up to float rounding. (One point per pixel step drops the sub-pixel spread of a 1-pixel line on the 4x finer
-canvas: the spectrum slope comes out 0.04-0.09 below the reference rasteriser's on the same parameters.)
+code runs on GPUs; on the CPU the same points are drawn by one compiled loop per image (contour_raster.py, ~3x
+faster: no per-operation overhead, no gathers), equal to the tensor path up to float rounding. (One point per
+pixel step drops the sub-pixel spread of a 1-pixel line on the 4x finer canvas: the spectrum slope comes out
+0.04-0.09 below the reference rasteriser's on the same parameters.)
 
 Variants `rings` and `wavy_rings` keep this family's look before version 2 (smooth coloured rings, centred; see
 contour_rings.py).
