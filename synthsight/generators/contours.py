@@ -232,12 +232,12 @@ class Contours(Generator):
         centre = torch.tensor([(cx + 0.5) * k - half, (cy + 0.5) * k - half], device=device).view(2, 1, 1)
         start = torch.addcmul(centre, trig, torch.tensor([r0 * ox * k, r0 * oy * k], device=device).view(2, 1, 1))
         mean = trig * wave.mul(k).add_((c + w) * k + 0.5 * amp)  # the bytes' mean, -1/2, moved into the mean step
-        noise = trig[..., :vertices] * amp
         if device.type == "cpu" and self.compiled_cpu:
             part = slice(0, vertices)
             splat_cpu(canvas, trig[:, 0, part].contiguous(), p["noise"].contiguous(), p["grey"].contiguous(),
                       start[:, 0, part].contiguous(), mean[:, 0, part].contiguous(), amp, size, white)
             return
+        noise = trig[..., :vertices] * amp
         summed = p["noise"].to(device).cumsum(1, dtype=torch.int16)  # [2, L, V]; |sum| <= 200 x 128
         count = torch.arange(1, lines + 1, device=device, dtype=torch.float32).view(1, -1, 1)
         grey = p["grey"].to(device).float().div_(255.0).sub_(float(white))

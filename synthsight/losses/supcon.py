@@ -50,15 +50,15 @@ def supcon_loss(
     if all_z1 is None:
         all_z1, all_z2, all_labels, offset = z1, z2, labels, 0
     n = all_z1.shape[0]
-    if all_labels.shape == (n,):  # unlabelled images (< 0) become classes of one: ids -1 - (position in the batch)
-        labels = _own_class_if_unlabelled(labels.to(all_labels.device), offset)
-        all_labels = _own_class_if_unlabelled(all_labels, 0)
     if (all_z1.shape != all_z2.shape or all_z1.shape[1:] != z1.shape[1:] or all_labels.shape != (n,)
             or not 0 <= offset <= n - b):
         raise ValueError(
             f"gathered views {tuple(all_z1.shape)}, {tuple(all_z2.shape)} and labels {tuple(all_labels.shape)} must be "
             f"[N, {z1.shape[1]}], [N, {z1.shape[1]}], [N] with 0 <= offset <= N - {b}; got offset {offset}"
         )
+    # unlabelled images (< 0) become classes of one: ids -1 - (position in the gathered batch)
+    labels = _own_class_if_unlabelled(labels.to(all_labels.device), offset)
+    all_labels = _own_class_if_unlabelled(all_labels, 0)
     queries = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # [2B, D]
     keys = queries if all_z1 is z1 else F.normalize(torch.cat([all_z1, all_z2]).float(), dim=1)  # [2N, D]
     logits = queries @ keys.t() / temperature  # [2B, 2N]

@@ -17,6 +17,7 @@ GPU the configured values stand.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -102,7 +103,7 @@ def probe_split(cfg: Config, device: torch.device, batch_size: int, cores: int |
     finally:
         torch.set_num_threads(threads)
     per_step = cfg.trainer.accumulate  # a step takes this many batches
-    split = pick_split(cores, render_all * per_step, render_one * per_step, step_all, step_but_one)
     figures = {"cores": cores, "render_s": round(render_all, 4), "render_1_thread_s": round(render_one, 4),
                "step_s": round(step_all, 4), f"step_{cores - 1}_threads_s": round(step_but_one, 4)}
-    return Split(split.workers, split.threads, split.expected_step, figures)
+    split = pick_split(cores, render_all * per_step, render_one * per_step, step_all, step_but_one)
+    return dataclasses.replace(split, figures=figures)
