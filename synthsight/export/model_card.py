@@ -47,7 +47,7 @@ def _front_matter(info: dict[str, Any], cfg: Config) -> str:
 def _architecture(info: dict[str, Any], cfg: Config) -> list[str]:
     m = cfg.model
     stem = "; small stem (3x3 stride-1 conv1, no max-pool)" if m.small_stem and "resnet" in m.backbone else ""
-    width = f", width {m.width}" if m.backbone == "smallconv" else ""
+    width = f", width {m.width}" if m.backbone.startswith("smallconv") else ""
     method = dict(cfg.method)
     name = method.pop("name")
     return [

@@ -27,17 +27,26 @@ class SmallConvNet(nn.Module):
     Trains ~6x faster than ResNet-18 on CPU at 32 px and beat it at equal minutes in our trials. The ReLU of a
     pooled stage comes after its max-pool: max(relu(a), relu(b)) = relu(max(a, b)) exactly (values and gradients),
     and the ReLU then touches a quarter of the activations (its forward and backward were ~20% of a CPU step).
+
+    `norm_after_pool=True` (the `smallconv_fast` backbone) pools before batch norm: conv -> max-pool -> BN -> ReLU,
+    as in fast CIFAR-10 training recipes (hlb-CIFAR10). Batch norm then normalises a quarter of the activations in
+    the three pooled stages; its forward and backward were ~28% of a CPU step. A different network (BN's statistics
+    and its sign-flipping scale see pooled values), so it is its own name and old `smallconv` runs keep their meaning.
     """
 
-    def __init__(self, width: int = 64) -> None:
+    def __init__(self, width: int = 64, norm_after_pool: bool = False) -> None:
         super().__init__()
         widths = [width // 2, width, 2 * width, 4 * width]
         layers: list[nn.Module] = []
         c_in = 3
         for i, c_out in enumerate(widths):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
-            if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
+            conv, norm = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)
+            if i == len(widths) - 1:
+                layers += [conv, norm]
+            elif norm_after_pool:
+                layers += [conv, nn.MaxPool2d(2), norm]
+            else:
+                layers += [conv, norm, nn.MaxPool2d(2)]
             layers.append(nn.ReLU(inplace=True))
             c_in = c_out
         self.features = nn.Sequential(*layers)
@@ -51,6 +60,12 @@ class SmallConvNet(nn.Module):
 def small_convnet(width: int = 64, small_stem: bool = True) -> nn.Module:
     """The small CPU ConvNet; `small_stem` is accepted for a uniform interface (it always keeps full resolution)."""
     return SmallConvNet(width=width)
+
+
+@BACKBONES.register("smallconv_fast")
+def small_convnet_fast(width: int = 64, small_stem: bool = True) -> nn.Module:
+    """The small CPU ConvNet with batch norm after the max-pools (~1.45x faster CPU training step, same parameters)."""
+    return SmallConvNet(width=width, norm_after_pool=True)
 
 
 def _timm_backbone(arch: str, small_stem: bool) -> nn.Module:
