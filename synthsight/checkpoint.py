@@ -285,7 +285,19 @@ def load_checkpoint(
     if optimizer is not None and meta.get("optimizer") is not None:
         tensors = load_file(str(Path(ckpt) / FILES[1]))
         optimizer.load_state_dict(_join_optimizer_state(tensors, meta["optimizer"]))
+        _state_in_parameter_layout(optimizer)
     return meta
+
+
+def _state_in_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor (Adam's moments, SGD's momentum) its parameter's memory layout again.
+    Checkpoints store them contiguous (NCHW) while channels_last convolution weights are not; fused optimisers walk
+    parameter, gradient and state memory in step, so a state of another layout would be read in the wrong order."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    optimizer.state[param][name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def load_weights(ckpt: Path) -> dict[str, torch.Tensor]:

@@ -92,8 +92,11 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
     decay = [p for p in trainable if p.ndim > 1]
     no_decay = [p for p in trainable if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # One fused kernel per step instead of a loop of small ops per tensor (CPU: AdamW 1.3-2.4 vs 3.6-5.6 ms a step
+    # for smallconv + projector, two threads); the same update rule.
+    fused = all(p.device.type in ("cpu", "cuda") for p in trainable)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=t.lr)
+        return torch.optim.AdamW(groups, lr=t.lr, fused=fused)
     if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=0.9)
+        return torch.optim.SGD(groups, lr=t.lr, momentum=0.9, fused=fused)
     raise ConfigError(f"unknown trainer.optimizer {t.optimizer!r}; valid: adamw, sgd")
