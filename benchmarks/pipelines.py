@@ -21,12 +21,15 @@ Usage:
     python benchmarks/pipelines.py --rounds 3 --steps 40
     python benchmarks/pipelines.py --ours workers=1,threads=1 --pil workers=1,threads=1
     python benchmarks/pipelines.py --synthetic demo --ours "workers=1,threads=1;workers=1,threads=2;workers=0,threads=2"
+    python benchmarks/pipelines.py --synthetic demo --ours "workers=0,threads=2,fixed=1;workers=0,threads=2;workers=1,threads=2,nice=19"
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
+import os
 import statistics
 import sys
 import time
@@ -48,15 +51,33 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def _one_thread_niced(nice: int, _: int) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    os.nice(nice)
+
+
+SETUP_KEYS = ("workers", "threads", "nice", "fixed")
+
+
 def parse_setup(text: str) -> dict[str, int]:
-    """'workers=1,threads=2' -> {'workers': 1, 'threads': 2}."""
+    """'workers=1,threads=2' -> {'workers': 1, 'threads': 2, 'nice': 0, 'fixed': 0}. nice: the workers' niceness
+    (19: they render only on cycles training leaves idle); fixed=1: one batch of the stream repeated (the fixed-batch
+    rate the stream is compared with)."""
     setup = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
-        if key not in ("workers", "threads") or not value.isdigit():
-            raise SystemExit(f"a setup is workers=N,threads=M, got {text!r}")
+        if key not in SETUP_KEYS or not value.isdigit():
+            raise SystemExit(f"a setup is workers=N,threads=M[,nice=K][,fixed=1], got {text!r}")
         setup[key] = int(value)
-    return {"workers": setup.get("workers", 1), "threads": setup.get("threads", 1)}
+    return {"workers": setup.get("workers", 1), "threads": setup.get("threads", 1), "nice": setup.get("nice", 0),
+            "fixed": setup.get("fixed", 0)}
+
+
+def describe(setup: dict[str, int]) -> str:
+    extra = (f" nice={setup['nice']}" if setup["nice"] else "") + (" fixed batch" if setup["fixed"] else "")
+    return f"workers={setup['workers']} threads={setup['threads']}{extra}"
 
 
 class PILTwoViews(Dataset):
@@ -84,20 +105,27 @@ class PILTwoViews(Dataset):
         return self.transform(image), self.transform(image)
 
 
+OVERRIDES: list[str] = []  # --set: config overrides for both pipelines (e.g. model.backbone=smallconv)
+
+
 def ours(setup: dict[str, int], preset: str = "simclr_cpu", real: str | None = "fashion-mnist") -> Callable[[int], float]:
     """synthsight's train step of `preset` on data.real=`real` (None: the preset's synthetic stream) with the given
     workers and threads."""
     from synthsight.train.build import build_stream
 
     data = [f"data.real={real}"] if real else []
-    cfg = load_config(preset, [*data, f"trainer.workers={setup['workers']}", f"trainer.threads={setup['threads']}"])
+    cfg = load_config(preset, [*data, *OVERRIDES, f"trainer.workers={setup['workers']}",
+                               f"trainer.threads={setup['threads']}"])
     torch.set_num_threads(setup["threads"])
     device = torch.device("cpu")
     method, optimizer, scaler = build_training(cfg, device)
     method.train()
-    loader = DataLoader(build_stream(cfg), batch_size=None, num_workers=setup["workers"], worker_init_fn=_one_thread,
+    init = functools.partial(_one_thread_niced, setup["nice"]) if setup["nice"] else _one_thread
+    loader = DataLoader(build_stream(cfg), batch_size=None, num_workers=setup["workers"], worker_init_fn=init,
                         prefetch_factor=4 if setup["workers"] else None)
     batches = iter(loader)
+    if setup["fixed"]:  # the same step on one rendered batch, again and again: no rendering or loading in the loop
+        batches = itertools.repeat(next(batches))
 
     def step(i: int) -> float:
         start = time.perf_counter()
@@ -111,7 +139,7 @@ def ours(setup: dict[str, int], preset: str = "simclr_cpu", real: str | None = "
 
 def per_image_pil(setup: dict[str, int]) -> Callable[[int], float]:
     """The same network, loss and optimiser fed by torchvision transforms on PIL images in DataLoader workers."""
-    cfg = load_config("simclr_cpu", [f"trainer.threads={setup['threads']}"])
+    cfg = load_config("simclr_cpu", [*OVERRIDES, f"trainer.threads={setup['threads']}"])
     torch.set_num_threads(setup["threads"])
     device = torch.device("cpu")
     method, optimizer, _ = build_training(cfg, device)
@@ -166,30 +194,37 @@ def main() -> None:
     parser.add_argument("--synthetic", default=None, metavar="PRESET",
                         help="time synthsight's setups on this preset's synthetic stream instead of real images "
                              "(e.g. demo), to choose its workers/threads split; no PIL rows then")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every setup (repeatable), e.g. --set model.backbone=smallconv")
     args = parser.parse_args()
+    OVERRIDES.extend(args.set)
     if args.synthetic:
         setups = [("synthsight", functools.partial(ours, preset=args.synthetic, real=None), parse_setup(s))
                   for s in args.ours.split(";")]
     else:
         setups = [("synthsight", ours, parse_setup(s)) for s in args.ours.split(";")]
         setups += [("per-image PIL", per_image_pil, parse_setup(s)) for s in args.pil.split(";") if s]
-    print(f"command: python {' '.join(sys.argv)}\nmachine: {cpu_model()}, torch {torch.__version__}\n")
+    print(f"command: python {' '.join(sys.argv)}\nmachine: {cpu_model()}, torch {torch.__version__}, load average "
+          f"{os.getloadavg()[0]:.2f} at the start\n")
     rates: dict[int, list[float]] = {k: [] for k in range(len(setups))}
     for r in range(args.rounds):
         order = range(len(setups)) if r % 2 == 0 else reversed(range(len(setups)))
         for k in order:
             name, build, setup = setups[k]
             rates[k].append(time_round(build, setup, args.warmup, args.steps))
-            print(f"round {r + 1}: {name} workers={setup['workers']} threads={setup['threads']}: "
-                  f"{rates[k][-1]:.0f} img/s", flush=True)
-    print("\n| pipeline | workers | threads | img/s per round | median |")
-    print("|---|---|---|---|---|")
+            print(f"round {r + 1}: {name} {describe(setup)}: {rates[k][-1]:.0f} img/s", flush=True)
+    print("\n| pipeline | setup | img/s per round | median |")
+    print("|---|---|---|---|")
     for k, (name, _, setup) in enumerate(setups):
-        print(f"| {name} | {setup['workers']} | {setup['threads']} | {' / '.join(f'{x:.0f}' for x in rates[k])} | "
+        print(f"| {name} | {describe(setup)} | {' / '.join(f'{x:.0f}' for x in rates[k])} | "
               f"{statistics.median(rates[k]):.0f} |")
     best = {}
-    for k, (name, _, _) in enumerate(setups):
+    for k, (name, _, setup) in enumerate(setups):
+        name = "fixed batch" if setup["fixed"] else name
         best[name] = max(best.get(name, 0.0), statistics.median(rates[k]))
+    if "fixed batch" in best and "synthsight" in best:
+        print(f"\nbest stream / best fixed batch: {100 * best['synthsight'] / best['fixed batch']:.0f}% "
+              "(target >= 95%)")
     if "per-image PIL" not in best:
         return
     print(f"\nbest synthsight / best per-image PIL: {best['synthsight'] / best['per-image PIL']:.2f}x "

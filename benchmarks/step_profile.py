@@ -34,9 +34,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--ops", type=int, default=12, help="operator rows of the profiler table (0: none)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override (repeatable), e.g. --set model.backbone=smallconv")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.preset, [f"trainer.threads={args.threads}"])
+    cfg = load_config(args.preset, [*args.set, f"trainer.threads={args.threads}"])
     device = torch.device("cpu")
     method, optimizer, _ = build_training(cfg, device)
     method.train()

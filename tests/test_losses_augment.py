@@ -62,3 +62,25 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(10, 100, 1.0, warmup_steps=10) == pytest.approx(1.0)
     assert warmup_cosine(55, 100, 1.0, warmup_steps=10) == pytest.approx(0.5)
     assert warmup_cosine(100, 100, 1.0, warmup_steps=10, final=0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("crops", ["views", "multicrop"])
+def test_views_ignore_the_train_steps_autocast(crops):
+    """Views are data: inside bf16 autocast they come out in float32 and equal to the views made outside it."""
+    from synthsight.augment.multicrop import MultiCropConfig, multi_crop
+
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def views():
+        g = torch.Generator().manual_seed(1)
+        if crops == "views":
+            return [make_view(images, g, ViewConfig(size=16))]
+        cfg = MultiCropConfig(global_size=16, local_size=8, local_crops=1, blur=True)
+        return multi_crop(images, g, cfg, ViewConfig(size=16)).views()
+
+    plain = views()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = views()
+    for a, b in zip(plain, mixed):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(b, a, rtol=0, atol=0)

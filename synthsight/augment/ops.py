@@ -13,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,20 @@ import torch.nn.functional as F
 from synthsight.augment.rng import Randomness, rand
 
 _LUMA = (0.299, 0.587, 0.114)
+
+
+def outside_autocast(op: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Run an augmentation in its input's precision even inside the train step's autocast region: views are data,
+    not network activations. Under CPU bf16 autocast the crop grid (affine_grid) and the hue rotation (a batched
+    matmul) would otherwise run in bf16, less precise and, with the casts, ~35% slower (25 vs 18 ms for two views
+    of 256 images, two threads)."""
+
+    @functools.wraps(op)
+    def run(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return op(x, *args, **kwargs)
+
+    return run
 
 
 def _uniform(g: Randomness, n: int, low: float, high: float) -> torch.Tensor:
@@ -31,6 +47,7 @@ def _coin(g: Randomness, n: int, p: float) -> torch.Tensor:
     return rand(g, n) < p
 
 
+@outside_autocast
 def random_resized_crop(
     x: torch.Tensor,
     size: int,
@@ -84,6 +101,7 @@ def _hue_rotation(angle: torch.Tensor) -> torch.Tensor:
     return from_yiq @ rot @ to_yiq
 
 
+@outside_autocast
 def color_jitter(
     x: torch.Tensor,
     g: Randomness,
@@ -114,12 +132,14 @@ def color_jitter(
     return x.clamp(0, 1)
 
 
+@outside_autocast
 def random_grayscale(x: torch.Tensor, g: Randomness, p: float = 0.2) -> torch.Tensor:
     """Replace a random fraction p of the batch by its grey version (kept as 3 channels)."""
     pick = _per_sample(_coin(g, x.shape[0], p).float(), x)
     return x * (1 - pick) + grayscale(x).expand_as(x) * pick
 
 
+@outside_autocast
 def gaussian_blur(
     x: torch.Tensor, g: Randomness, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5
 ) -> torch.Tensor:
@@ -143,6 +163,7 @@ def gaussian_blur(
     return y.view(b, c, h, w)
 
 
+@outside_autocast
 def random_solarize(x: torch.Tensor, g: Randomness, p: float = 0.2, threshold: float = 0.5) -> torch.Tensor:
     """Invert the pixels at or above `threshold` in a random fraction p of the batch (values in [0, 1])."""
     pick = _per_sample(_coin(g, x.shape[0], p).float(), x)
