@@ -11,15 +11,17 @@ channels_last, batch 256, 32 px views) on the Fashion-MNIST training images, one
   (0.4, 0.4, 0.4, 0.1) with p=0.8, RandomGrayscale(0.2): the same view recipe), then the same network, loss and
   optimiser step.
 
-Setups run one at a time (nothing else prefetching), in A B A B rounds; each round builds its pipeline, runs
---warmup untimed steps, then times --steps steps; a round's figure is the batch divided by its median step time.
+Setups run one at a time (nothing else prefetching), in A B A B rounds; each round runs in a fresh process, builds
+its pipeline, runs --warmup untimed steps, then times --steps steps; a round's figure is the batch divided by its
+median step time. synthsight's setups use its allocator setting (`synthsight.allocator`, as `synthsight pretrain`
+does) and the PIL ones glibc's default, unless a setup says alloc=0 or alloc=1.
 The table shows every round and the median over rounds; the ratio line compares the best configuration of each
 pipeline (median over rounds).
 
 Usage:
     python benchmarks/pipelines.py                        # 2 rounds, default setups
     python benchmarks/pipelines.py --rounds 3 --steps 40
-    python benchmarks/pipelines.py --ours workers=1,threads=1 --pil workers=1,threads=1
+    python benchmarks/pipelines.py --ours workers=1,threads=1 --pil "workers=1,threads=1;workers=1,threads=1,alloc=1"
     python benchmarks/pipelines.py --synthetic demo --ours "workers=1,threads=1;workers=1,threads=2;workers=0,threads=2"
     python benchmarks/pipelines.py --synthetic demo --ours "workers=0,threads=2,fixed=1;workers=0,threads=2;workers=1,threads=2,nice=19"
 """
@@ -31,6 +33,7 @@ import functools
 import itertools
 import os
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable
@@ -58,26 +61,28 @@ def _one_thread_niced(nice: int, _: int) -> None:
     os.nice(nice)
 
 
-SETUP_KEYS = ("workers", "threads", "nice", "fixed")
+SETUP_KEYS = ("workers", "threads", "nice", "fixed", "alloc")
 
 
 def parse_setup(text: str) -> dict[str, int]:
-    """'workers=1,threads=2' -> {'workers': 1, 'threads': 2, 'nice': 0, 'fixed': 0}. nice: the workers' niceness
-    (19: they render only on cycles training leaves idle); fixed=1: one batch of the stream repeated (the fixed-batch
-    rate the stream is compared with)."""
+    """'workers=1,threads=2' -> {'workers': 1, 'threads': 2, 'nice': 0, 'fixed': 0, 'alloc': A}. nice: the workers'
+    niceness (19: they render only on cycles training leaves idle); fixed=1: one batch of the stream repeated (the
+    fixed-batch rate the stream is compared with); alloc=1: synthsight.allocator.keep_freed_memory() in that
+    setup's process (what `synthsight pretrain` does), alloc=0: glibc's default. A: 1 for synthsight's setups, 0 for
+    the per-image PIL ones unless given."""
     setup = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
         if key not in SETUP_KEYS or not value.isdigit():
-            raise SystemExit(f"a setup is workers=N,threads=M[,nice=K][,fixed=1], got {text!r}")
+            raise SystemExit(f"a setup is workers=N,threads=M[,nice=K][,fixed=1][,alloc=0|1], got {text!r}")
         setup[key] = int(value)
     return {"workers": setup.get("workers", 1), "threads": setup.get("threads", 1), "nice": setup.get("nice", 0),
-            "fixed": setup.get("fixed", 0)}
+            "fixed": setup.get("fixed", 0), "alloc": setup.get("alloc", -1)}
 
 
 def describe(setup: dict[str, int]) -> str:
     extra = (f" nice={setup['nice']}" if setup["nice"] else "") + (" fixed batch" if setup["fixed"] else "")
-    return f"workers={setup['workers']} threads={setup['threads']}{extra}"
+    return f"workers={setup['workers']} threads={setup['threads']} alloc={setup['alloc']}{extra}"
 
 
 class PILTwoViews(Dataset):
@@ -170,9 +175,27 @@ def per_image_pil(setup: dict[str, int]) -> Callable[[int], float]:
     return step
 
 
-def time_round(build: Callable[[dict[str, int]], Callable[[int], float]], setup: dict[str, int], warmup: int,
-               steps: int) -> float:
-    """Images per second of one round: the batch / the median timed step."""
+def time_round(kind: str, setup: dict[str, int], args: argparse.Namespace) -> float:
+    """Images per second of one round, measured in a fresh process (allocator settings and caches are per process):
+    the batch / the median timed step."""
+    spec = ",".join(f"{k}={v}" for k, v in setup.items())
+    command = [sys.executable, __file__, "--one", f"{kind}:{spec}", "--steps", str(args.steps), "--warmup",
+               str(args.warmup)] + [f"--set={o}" for o in args.set]
+    if args.synthetic:
+        command += ["--synthetic", args.synthetic]
+    out = subprocess.run(command, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"setup {kind} {spec} failed:\n{out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def one_round(build: Callable[[dict[str, int]], Callable[[int], float]], setup: dict[str, int], warmup: int,
+              steps: int) -> float:
+    """In this process: build the setup, run `warmup` untimed and `steps` timed steps; img/s of the median step."""
+    if setup["alloc"]:
+        from synthsight.allocator import keep_freed_memory
+
+        keep_freed_memory()
     step = build(setup)
     times = []
     for i in range(warmup + steps):
@@ -180,6 +203,10 @@ def time_round(build: Callable[[dict[str, int]], Callable[[int], float]], setup:
         if i >= warmup:
             times.append(seconds)
     return BATCH / statistics.median(times)
+
+
+def with_alloc(setup: dict[str, int], default: int) -> dict[str, int]:
+    return {**setup, "alloc": default if setup["alloc"] < 0 else setup["alloc"]}
 
 
 def main() -> None:
@@ -196,30 +223,34 @@ def main() -> None:
                              "(e.g. demo), to choose its workers/threads split; no PIL rows then")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every setup (repeatable), e.g. --set model.backbone=smallconv")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one round in this process
     args = parser.parse_args()
     OVERRIDES.extend(args.set)
-    if args.synthetic:
-        setups = [("synthsight", functools.partial(ours, preset=args.synthetic, real=None), parse_setup(s))
-                  for s in args.ours.split(";")]
-    else:
-        setups = [("synthsight", ours, parse_setup(s)) for s in args.ours.split(";")]
-        setups += [("per-image PIL", per_image_pil, parse_setup(s)) for s in args.pil.split(";") if s]
+    ours_build = functools.partial(ours, preset=args.synthetic, real=None) if args.synthetic else ours
+    builders = {"synthsight": ours_build, "per-image PIL": per_image_pil}
+    if args.one:
+        kind, _, spec = args.one.partition(":")
+        print(one_round(builders[kind], parse_setup(spec), args.warmup, args.steps))
+        return
+    setups = [("synthsight", with_alloc(parse_setup(s), 1)) for s in args.ours.split(";")]
+    if not args.synthetic:
+        setups += [("per-image PIL", with_alloc(parse_setup(s), 0)) for s in args.pil.split(";") if s]
     print(f"command: python {' '.join(sys.argv)}\nmachine: {cpu_model()}, torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.2f} at the start\n")
     rates: dict[int, list[float]] = {k: [] for k in range(len(setups))}
     for r in range(args.rounds):
         order = range(len(setups)) if r % 2 == 0 else reversed(range(len(setups)))
         for k in order:
-            name, build, setup = setups[k]
-            rates[k].append(time_round(build, setup, args.warmup, args.steps))
+            name, setup = setups[k]
+            rates[k].append(time_round(name, setup, args))
             print(f"round {r + 1}: {name} {describe(setup)}: {rates[k][-1]:.0f} img/s", flush=True)
     print("\n| pipeline | setup | img/s per round | median |")
     print("|---|---|---|---|")
-    for k, (name, _, setup) in enumerate(setups):
+    for k, (name, setup) in enumerate(setups):
         print(f"| {name} | {describe(setup)} | {' / '.join(f'{x:.0f}' for x in rates[k])} | "
               f"{statistics.median(rates[k]):.0f} |")
     best = {}
-    for k, (name, _, setup) in enumerate(setups):
+    for k, (name, setup) in enumerate(setups):
         name = "fixed batch" if setup["fixed"] else name
         best[name] = max(best.get(name, 0.0), statistics.median(rates[k]))
     if "fixed batch" in best and "synthsight" in best:

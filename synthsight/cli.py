@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from synthsight import __version__
+from synthsight.allocator import keep_freed_memory
 from synthsight.outputs import check_out_path, is_empty, os_error_message
 
 EPILOG = "Configs: presets in configs/*.yaml; override any key with dotted KEY=VALUE, e.g. trainer.steps=200."
@@ -557,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "out", None) is not None:
             check_out_path(args.out)
         _check_size(getattr(args, "size", None))
+        keep_freed_memory()  # CPU training and evaluation reuse their large buffers (synthsight/allocator.py)
         code = COMMANDS[args.command](args)  # an int is an exit status (verify: 1 = FAIL); a Path means success
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         if os.environ.get("SYNTHSIGHT_DEBUG"):

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from synthsight import __version__
+from synthsight.allocator import keep_freed_memory
 from synthsight.augment.rng import PerImageRandom
 from synthsight.checkpoint import (
     CheckpointError, latest_good_checkpoint, load_checkpoint, name_some, nonfinite_entries, read_meta,
@@ -339,6 +340,8 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     per_rank = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
     device = ctx.device
     build_generators(cfg)  # a bad family or method option fails here, before the run folder is touched
+    if device.type == "cpu":
+        keep_freed_memory()  # the step's activation buffers are reused, not page-faulted in again every step
     split = None
     if t.split == "auto" and not resume and device.type == "cpu" and not ctx.distributed:
         split = probe_split(cfg, device, per_rank)  # written into config.json below: a resume keeps it
