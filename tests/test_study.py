@@ -325,3 +325,25 @@ def test_fit_log_budget_recovers_a_and_b() -> None:
     assert fit["variation"] == "w64" and fit["n_budgets"] == 4
     assert fit["a"] == pytest.approx(0.5) and fit["b"] == pytest.approx(0.03)
     assert fit["per_doubling"] == pytest.approx(0.03 * math.log(2), abs=1e-6)
+
+
+def test_a_second_study_process_on_the_same_folder_is_refused(real_set: Path, tmp_path: Path, monkeypatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from synthsight.run_lock import RunLockedError
+    from tests.test_resume import HOLD_LOCK, ROOT
+
+    out = tmp_path / "study"
+    calls = _count_pretrain(monkeypatch)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match="in use by another synthsight process"):
+            run_study(parse_study(study(real_set)), out, progress=False, log=lambda _: None)
+        assert calls == [] and [p.name for p in out.iterdir()] == [".lock"]  # no cell started, nothing written
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)

@@ -136,7 +136,7 @@ def color_jitter(
 @outside_autocast
 def random_grayscale(x: torch.Tensor, g: Randomness, p: float = 0.2) -> torch.Tensor:
     """Replace a random fraction p of the batch by its grey version (kept as 3 channels)."""
-    pick = _coin(g, x.shape[0], p).to(x.device)
+    pick = _coin(g, x.shape[0], p)  # kept on the CPU: indexing with it needs no device sync
     out = x.clone()
     out[pick] = grayscale(x[pick]).expand(-1, x.shape[1], -1, -1)  # only the picked images are converted
     return out

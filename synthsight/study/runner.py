@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from synthsight.checkpoint import write_text_atomic
 from synthsight.config import EvalConfig, config_from_dict
+from synthsight.run_lock import run_lock
 from synthsight.study.budget import budget_flag, log_seconds, probe, steps_for_budget, steps_for_images, with_steps
 from synthsight.study.spec import Cell, EvalSet, Plan, StudySpec, cell_key, expand, slug
 
@@ -303,5 +304,8 @@ class StudyRunner:
 
 def run_study(spec: StudySpec, out: Path, progress: bool = True, retry_failed: bool = False,
               log: Callable[[str], None] | None = None) -> StudyOutcome:
-    """Run (or continue) the study into `out`; see the module doc."""
-    return StudyRunner(spec, out, progress, retry_failed, log).run()
+    """Run (or continue) the study into `out`; see the module doc. One study process per folder: a second one is
+    refused before it touches anything (it would otherwise meet the first one's run locks cell by cell and record
+    those cells as failed)."""
+    with run_lock(Path(out)):
+        return StudyRunner(spec, out, progress, retry_failed, log).run()
