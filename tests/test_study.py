@@ -136,7 +136,7 @@ def test_budget_helpers(tmp_path: Path) -> None:
     assert budget_flag(100, None) == "" and budget_flag(None, 300) == ""
     from synthsight.config import load_config
 
-    cfg = load_config("demo")  # 1000 steps with 30 warm-up steps
+    cfg = load_config("demo", ["trainer.steps=1000"])  # 1000 steps with 30 warm-up steps
     assert schedule_overrides(cfg, 200, 4) == ["trainer.steps=200", "trainer.warmup_steps=6",
                                                "trainer.checkpoint_every=50"]
     log = tmp_path / "train_log.csv"
