@@ -55,8 +55,6 @@ def _one_thread(_: int) -> None:
 
 
 def _one_thread_niced(nice: int, _: int) -> None:
-    import os
-
     torch.set_num_threads(1)
     os.nice(nice)
 
