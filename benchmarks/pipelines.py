@@ -50,13 +50,11 @@ from synthsight.train.loop import autocast_context, build_training, forward_back
 BATCH = 256
 
 
-def _one_thread(_: int) -> None:
+def _one_thread(nice: int, _: int) -> None:
+    """A DataLoader worker's set-up: one torch thread, and niceness `nice` (0: unchanged)."""
     torch.set_num_threads(1)
-
-
-def _one_thread_niced(nice: int, _: int) -> None:
-    torch.set_num_threads(1)
-    os.nice(nice)
+    if nice:
+        os.nice(nice)
 
 
 SETUP_KEYS = ("workers", "threads", "nice", "fixed", "alloc")
@@ -123,8 +121,8 @@ def ours(setup: dict[str, int], preset: str = "simclr_cpu", real: str | None = "
     device = torch.device("cpu")
     method, optimizer, scaler = build_training(cfg, device)
     method.train()
-    init = functools.partial(_one_thread_niced, setup["nice"]) if setup["nice"] else _one_thread
-    loader = DataLoader(build_stream(cfg), batch_size=None, num_workers=setup["workers"], worker_init_fn=init,
+    loader = DataLoader(build_stream(cfg), batch_size=None, num_workers=setup["workers"],
+                        worker_init_fn=functools.partial(_one_thread, setup["nice"]),
                         prefetch_factor=4 if setup["workers"] else None)
     batches = iter(loader)
     if setup["fixed"]:  # the same step on one rendered batch, again and again: no rendering or loading in the loop
@@ -149,7 +147,7 @@ def per_image_pil(setup: dict[str, int]) -> Callable[[int], float]:
     method.train()
     images = load_dataset("fashion-mnist", "train", size=28).images[:, :1].contiguous()
     loader = DataLoader(PILTwoViews(images), batch_size=BATCH, shuffle=True, drop_last=True,
-                        num_workers=setup["workers"], worker_init_fn=_one_thread,
+                        num_workers=setup["workers"], worker_init_fn=functools.partial(_one_thread, setup["nice"]),
                         prefetch_factor=4 if setup["workers"] else None, persistent_workers=setup["workers"] > 0)
     batches = iter(loader)
     temperature = cfg.method["temperature"]

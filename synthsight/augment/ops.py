@@ -79,9 +79,13 @@ def random_resized_crop(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
+def _luma_weights(x: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(_LUMA, device=x.device, dtype=x.dtype)
+
+
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     """Tensor[B, 3, H, W] -> Tensor[B, 1, H, W] luma (ITU-R 601 weights)."""
-    w = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    w = _luma_weights(x).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
 
 
@@ -124,8 +128,7 @@ def color_jitter(
     angle = torch.where(apply, _uniform(g, b, -hue, hue) * 2 * math.pi, torch.zeros(b))
     # Each blend v + f (x - v) is one lerp and each clamp in place: fewer passes over the batch, same maths.
     x = (x * _per_sample(fb, x)).clamp_(0, 1)
-    luma = torch.tensor(_LUMA, device=x.device, dtype=x.dtype)
-    mean = (x.mean(dim=(2, 3)) @ luma).view(-1, 1, 1, 1)  # the mean of the grey image, from the channel means
+    mean = (x.mean(dim=(2, 3)) @ _luma_weights(x)).view(-1, 1, 1, 1)  # grey image's mean, from the channel means
     x = torch.lerp(mean.expand_as(x), x, _per_sample(fc, x)).clamp_(0, 1)
     x = torch.lerp(grayscale(x).expand_as(x), x, _per_sample(fs, x)).clamp_(0, 1)
     mats = _hue_rotation(angle).to(device=x.device, dtype=x.dtype)
