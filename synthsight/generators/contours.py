@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import torch
 
 from synthsight.generators.base import Generator, image_rng
-from synthsight.generators.contour_raster import splat_cpu
+from synthsight.generators.contour_raster import splat_batch_cpu
 from synthsight.generators.contour_rings import SmoothRings
 from synthsight.registry import GENERATORS
 
@@ -199,8 +199,14 @@ class Contours(Generator):
         side, k = self.size + 2, self.size / CANVAS  # side: the canvas and a ring around it
         white = self.variant == "rcdb"
         sums = torch.zeros(len(params), side * side, dtype=torch.complex64, device=device)
-        for p, image in zip(params, sums):
-            self._splat(p, white, image)
+        if device.type == "cpu" and self.compiled_cpu:
+            counts = torch.stack([torch.stack([p["vertices"], p["lines"]]) for p in params])
+            terms = [_vertex_terms(int(p["vertices"]), *p["waves"].tolist()) for p in params]
+            splat_batch_cpu(sums, terms, [p["noise"] for p in params], [p["grey"] for p in params], counts,
+                            torch.stack([p["shape"] for p in params]), k, NOISE_STEP, self.size, white)
+        else:
+            for p, image in zip(params, sums):
+                self._splat(p, white, image)
         # line length per pixel, in pixels, -> pixels' worth of line (width k), and the mean of the lines'
         # grey - background; the part of the pixel they cover (see OVERLAP) takes that grey
         length, shade = torch.view_as_real(sums).view(-1, side, side, 2)[:, 1:-1, 1:-1].permute(3, 0, 1, 2).contiguous()
@@ -232,11 +238,6 @@ class Contours(Generator):
         centre = torch.tensor([(cx + 0.5) * k - half, (cy + 0.5) * k - half], device=device).view(2, 1, 1)
         start = torch.addcmul(centre, trig, torch.tensor([r0 * ox * k, r0 * oy * k], device=device).view(2, 1, 1))
         mean = trig * wave.mul(k).add_((c + w) * k + 0.5 * amp)  # the bytes' mean, -1/2, moved into the mean step
-        if device.type == "cpu" and self.compiled_cpu:
-            part = slice(0, vertices)
-            splat_cpu(canvas, trig[:, 0, part].contiguous(), p["noise"].contiguous(), p["grey"].contiguous(),
-                      start[:, 0, part].contiguous(), mean[:, 0, part].contiguous(), amp, size, white)
-            return
         noise = trig[..., :vertices] * amp
         summed = p["noise"].to(device).cumsum(1, dtype=torch.int16)  # [2, L, V]; |sum| <= 200 x 128
         count = torch.arange(1, lines + 1, device=device, dtype=torch.float32).view(1, -1, 1)
