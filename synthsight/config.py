@@ -113,9 +113,12 @@ class DataConfig:
     # data.families / data.weights, and raise views.grayscale_p to the grey share (synthsight/analysis/match.py)
     match: str | None = None
     match_families: list[str] | None = None  # candidate families for data.match; None = a default set
+    # data echoing: each rendered batch trains this many consecutive steps, each with its own views (rendering
+    # cost / echo; unique images = steps x batch_size / echo; synthsight/train/echo.py)
+    echo: int = 1
 
     def __post_init__(self) -> None:
-        check_ranges(self, "data", render_size=f"[8,{MAX_IMAGE_SIZE}]", weights=">=0")
+        check_ranges(self, "data", render_size=f"[8,{MAX_IMAGE_SIZE}]", weights=">=0", echo="[1,64]")
         if self.real is not None and not self.real.strip():
             raise ConfigError("data.real is empty: give an eval data spec (fashion-mnist, an ImageFolder dir, an .npz) "
                               "or leave it unset (null) to pretrain on the synthetic families")

@@ -57,6 +57,7 @@ from synthsight.train.distributed import (
     DistContext, average_buffers, broadcast_int, broadcast_module, broadcast_str, convert_sync_batchnorm,
     data_parallel, distributed_session, no_sync, on_main,
 )
+from synthsight.train.echo import echo_batches, echo_window
 from synthsight.train.online_eval import OnlineKNN
 from synthsight.train.split import probe_split
 from synthsight.train.tensorboard import log_row, open_tensorboard
@@ -381,11 +382,13 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
         if split is not None:
             print(f"pretrain: trainer.split=auto chose workers={split.workers}, threads={split.threads} (probe, "
                   f"seconds: {split.figures})", file=sys.stderr)
-    stream = build_stream(cfg, start_batch=start * t.accumulate, num_batches=(t.steps - start) * t.accumulate,
+    echo = cfg.data.echo  # data echoing: step s trains on the stream's step s // echo (train/echo.py)
+    first, count = echo_window(start, t.steps, echo)
+    stream = build_stream(cfg, start_batch=first * t.accumulate, num_batches=count * t.accumulate,
                           rank=ctx.rank, world_size=ctx.world_size, batch_size=per_rank)
     loader = DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_worker_init,
                         prefetch_factor=4 if t.workers else None, pin_memory=device.type == "cuda")
-    batches = iter(loader)
+    batches = echo_batches(iter(loader), t.accumulate, echo, first_repeats=echo - start % echo)
     meta = {"config": cfg.to_dict(), "synthsight_version": __version__, "images_seen_per_step": t.batch_size,
             "world_size": ctx.world_size}
     params = [p for p in method.parameters() if p.requires_grad]

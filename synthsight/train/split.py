@@ -102,7 +102,7 @@ def probe_split(cfg: Config, device: torch.device, batch_size: int, cores: int |
         step_but_one = _timed(step, 2)
     finally:
         torch.set_num_threads(threads)
-    per_step = cfg.trainer.accumulate  # a step takes this many batches
+    per_step = cfg.trainer.accumulate / cfg.data.echo  # a step takes this many batches (echoed: a share of one)
     figures = {"cores": cores, "render_s": round(render_all, 4), "render_1_thread_s": round(render_one, 4),
                "step_s": round(step_all, 4), f"step_{cores - 1}_threads_s": round(step_but_one, 4)}
     split = pick_split(cores, render_all * per_step, render_one * per_step, step_all, step_but_one)
