@@ -113,6 +113,7 @@ def ours(setup: dict[str, int], preset: str = "simclr_cpu", real: str | None = "
     """synthsight's train step of `preset` on data.real=`real` (None: the preset's synthetic stream) with the given
     workers and threads."""
     from synthsight.train.build import build_stream
+    from synthsight.train.echo import echo_batches
 
     data = [f"data.real={real}"] if real else []
     cfg = load_config(preset, [*data, *OVERRIDES, f"trainer.workers={setup['workers']}",
@@ -124,7 +125,7 @@ def ours(setup: dict[str, int], preset: str = "simclr_cpu", real: str | None = "
     loader = DataLoader(build_stream(cfg), batch_size=None, num_workers=setup["workers"],
                         worker_init_fn=functools.partial(_one_thread, setup["nice"]),
                         prefetch_factor=4 if setup["workers"] else None)
-    batches = iter(loader)
+    batches = echo_batches(iter(loader), cfg.trainer.accumulate, cfg.data.echo)  # --set data.echo=N: as pretrain
     if setup["fixed"]:  # the same step on one rendered batch, again and again: no rendering or loading in the loop
         batches = itertools.repeat(next(batches))
 

@@ -89,6 +89,7 @@ def _write_records(cfg: Config, run_dir: Path, result: TrainResult, match: dict 
         "steps": result.steps, "final_loss": round(result.final_loss, 4), "seconds": round(result.seconds, 1),
         "images_per_second": round(result.images_per_second, 1), "checkpoint": str(result.checkpoint),
         f"{'real' if cfg.data.real else 'synthetic'}_images_seen": result.steps * cfg.trainer.batch_size,
+        "unique_images": -(-result.steps // cfg.data.echo) * cfg.trainer.batch_size,  # data.echo reuses each batch
         "device": cfg.trainer.device,
         "threads": torch.get_num_threads(), "processes": env_world_size(), "skipped_steps": result.skipped_steps,
         "last_checks": result.last_checks,  # the collapse alarm's last figures and the online k-NN top-1, with steps

@@ -67,3 +67,13 @@ def test_resume_part_way_through_an_echo_matches_the_uninterrupted_run(tiny_conf
 def test_echo_out_of_range_is_a_config_error(tiny_config):
     with pytest.raises(ConfigError, match=r"data.echo"):
         tiny_config("data.echo=0")
+
+
+def test_run_summary_counts_unique_images(tiny_config, tmp_path):
+    import json
+
+    from synthsight.runs import pretrain_run
+
+    pretrain_run(tiny_config("data.echo=4", "trainer.steps=5"), tmp_path / "run", progress=False)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["synthetic_images_seen"] == 5 * 16 and summary["unique_images"] == 2 * 16  # batches 0, 1
