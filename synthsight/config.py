@@ -116,9 +116,12 @@ class DataConfig:
     # data echoing: each rendered batch trains this many consecutive steps, each with its own views (rendering
     # cost / echo; unique images = steps x batch_size / echo; synthsight/train/echo.py)
     echo: int = 1
+    # a finite data set instead of the endless stream: the stream's first `pool` images, a fresh order every epoch,
+    # rendered once and kept in memory as 8-bit pixels (synthsight/generators/pool.py); None = the endless stream
+    pool: int | None = None
 
     def __post_init__(self) -> None:
-        check_ranges(self, "data", render_size=f"[8,{MAX_IMAGE_SIZE}]", weights=">=0", echo="[1,64]")
+        check_ranges(self, "data", render_size=f"[8,{MAX_IMAGE_SIZE}]", weights=">=0", echo="[1,64]", pool=">=1")
         if self.real is not None and not self.real.strip():
             raise ConfigError("data.real is empty: give an eval data spec (fashion-mnist, an ImageFolder dir, an .npz) "
                               "or leave it unset (null) to pretrain on the synthetic families")

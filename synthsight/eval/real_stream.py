@@ -24,7 +24,7 @@ from torch.utils.data import IterableDataset
 
 from synthsight.eval.data import image_folder_root, load_dataset
 from synthsight.eval.image_folder import ImageFolder
-from synthsight.generators.base import image_seed
+from synthsight.generators.epochs import EpochOrder
 from synthsight.generators.stream import worker_batches
 
 
@@ -76,7 +76,7 @@ class RealImageStream(IterableDataset):
         self.seed, self.batch_size = seed, batch_size
         self.start_batch, self.num_batches = start_batch, num_batches
         self.rank, self.world_size = rank, world_size
-        self._perms: dict[int, torch.Tensor] = {}
+        self._order = EpochOrder(seed, len(images), "real/epoch-permutation")
 
     @classmethod
     def from_spec(cls, spec: str, size: int, **kwargs) -> "RealImageStream":
@@ -95,21 +95,9 @@ class RealImageStream(IterableDataset):
         first = (b * self.world_size + self.rank) * self.batch_size
         return range(first, first + self.batch_size)
 
-    def permutation(self, epoch: int) -> torch.Tensor:
-        """The data-set order of `epoch`: a pure function of (seed, epoch); the last few are cached."""
-        if epoch not in self._perms:
-            if len(self._perms) >= 4:
-                self._perms.pop(next(iter(self._perms)))
-            g = torch.Generator().manual_seed(image_seed(self.seed, epoch, "real/epoch-permutation"))
-            self._perms[epoch] = torch.randperm(len(self.images), generator=g)
-        return self._perms[epoch]
-
     def dataset_index(self, index: int) -> int:
         """Which data-set image stream image `index` is."""
-        if index < 0:
-            raise ValueError(f"image index must be >= 0, got {index}")
-        epoch, position = divmod(index, len(self.images))
-        return int(self.permutation(epoch)[position])
+        return self._order.item(index)
 
     def render(self, indices: Sequence[int], device: str | torch.device = "cpu") -> torch.Tensor:
         """Images `indices` of the stream as float Tensor[len, 3, S, S] in [0, 1]."""

@@ -11,6 +11,7 @@ from synthsight.checkpoint import load_checkpoint, load_weights, resolve_checkpo
 from synthsight.config import Config, ConfigError, build_dataclass, config_from_dict
 from synthsight.eval.real_stream import RealImageStream
 from synthsight.generators import Generator, create_generator
+from synthsight.generators.pool import PooledStream
 from synthsight.generators.stream import SyntheticStream
 from synthsight.methods import METHODS, Method
 from synthsight.methods.distill import Teacher
@@ -32,10 +33,13 @@ def build_generators(cfg: Config) -> list[Generator]:
 
 
 def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = None, rank: int = 0,
-                 world_size: int = 1, batch_size: int | None = None) -> SyntheticStream | RealImageStream:
+                 world_size: int = 1, batch_size: int | None = None) -> SyntheticStream | PooledStream | RealImageStream:
     """The configured stream; `batch_size` is per rank and micro-batch (default trainer.batch_size, one process).
     It streams class labels too when the method trains on them. With data.real set, real images instead."""
     if cfg.data.real is not None:
+        if cfg.data.pool is not None:
+            raise ConfigError(f"data.pool applies to the synthetic families; data.real={cfg.data.real!r} is already "
+                              "a finite set (every epoch visits each image once): unset one of them")
         method = cfg.method["name"]
         if METHODS.get(method).needs_labels and not METHODS.get(method).partial_labels:
             raise ConfigError(
@@ -47,12 +51,19 @@ def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = No
             cfg.data.real, cfg.data.render_size, seed=cfg.data.seed, batch_size=batch_size or cfg.trainer.batch_size,
             start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
         )
-    return SyntheticStream(
+    stream = SyntheticStream(
         build_generators(cfg), seed=cfg.data.seed, batch_size=batch_size or cfg.trainer.batch_size,
         weights=cfg.data.weights, start_batch=start_batch, num_batches=num_batches, rank=rank, world_size=world_size,
         with_labels=METHODS.get(cfg.method["name"]).needs_labels,
         allow_unlabelled=METHODS.get(cfg.method["name"]).partial_labels,
     )
+    if cfg.data.pool is None:
+        return stream
+    if cfg.data.pool < cfg.trainer.batch_size:
+        raise ConfigError(f"data.pool={cfg.data.pool} is smaller than one batch (trainer.batch_size="
+                          f"{cfg.trainer.batch_size}): a batch would hold the same image twice; use data.pool >= "
+                          f"{cfg.trainer.batch_size}, or leave it unset for the endless stream")
+    return PooledStream(stream, cfg.data.pool)
 
 
 def build_method(cfg: Config, with_teachers: bool = True) -> Method:
