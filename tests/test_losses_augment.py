@@ -84,3 +84,29 @@ def test_views_ignore_the_train_steps_autocast(crops):
     for a, b in zip(plain, mixed):
         assert b.dtype == torch.float32
         torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_blur_view_smooths_only_when_asked():
+    from synthsight.augment.rng import PerImageRandom
+
+    images = torch.rand(8, 3, 32, 32)
+
+    def view(**options):
+        return make_view(images, PerImageRandom.for_images(0, 0, range(8)), ViewConfig(size=32, **options))
+
+    def roughness(x):  # mean absolute difference between horizontal neighbours
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+    def crop_jitter_grey(x, g, cfg):  # the view before the blur option existed
+        x = random_resized_crop(x, cfg.size, g, scale=(cfg.crop_scale_min, 1.0), flip_p=cfg.flip_p)
+        x = color_jitter(x, g, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, p=cfg.jitter_p)
+        return random_grayscale(x, g, p=cfg.grayscale_p)
+
+    cfg, g_old, g_new = ViewConfig(size=32), *(PerImageRandom.for_images(0, 0, range(8)) for _ in range(2))
+    old = [crop_jitter_grey(images, g_old, cfg) for _ in range(2)]
+    new = [make_view(images, g_new, cfg) for _ in range(2)]  # blur off draws nothing: later views unchanged too
+    assert all(torch.equal(a, b) for a, b in zip(old, new))
+    plain = view()
+    blurred = view(blur_p=1.0, blur_sigma=[1.0, 2.0])
+    assert roughness(blurred) < 0.6 * roughness(plain)
+    assert torch.equal(blurred, view(blur_p=1.0, blur_sigma=[1.0, 2.0]))  # a pure function of seed, step, image

@@ -93,6 +93,14 @@ def test_cell_key_ignores_steps_and_follows_everything_else(tmp_path: Path) -> N
     assert cell_key("synthetic", cfg, b) != cell_key("synthetic", moved, b)
     assert cell_key("synthetic", cfg, b) != cell_key("synthetic", cfg, Budget("images", 65))
     assert cell_key("synthetic", cfg, b) != cell_key("real", cfg, b)
+    older = json.loads(json.dumps(cfg))  # a config from before data.echo / data.pool / the blur view existed
+    for section, keys in (("data", ("echo", "pool")), ("views", ("blur_p", "blur_sigma"))):
+        for k in keys:
+            older[section].pop(k)
+    assert cell_key("synthetic", cfg, b) == cell_key("synthetic", older, b)  # finished cells stay valid
+    echoed = json.loads(json.dumps(cfg))
+    echoed["data"]["echo"] = 4
+    assert cell_key("synthetic", cfg, b) != cell_key("synthetic", echoed, b)
     moved = json.loads(json.dumps(cfg))
     moved["method"] = {"name": "byol"}
     assert cell_key("random", cfg, None) == cell_key("random", moved, None)

@@ -53,6 +53,9 @@ from synthsight.methods import METHODS  # importing the package registers every 
 KINDS = ("synthetic", "real", "random")
 # Set by the harness from the budget, so they are left out of a cell's key (the budget is in it instead).
 STEP_KEYS = ("steps", "warmup_steps", "checkpoint_every")
+# Config keys added after studies had run, at the value that reproduces what ran before them: left out of a cell's
+# key at that value, so finished cells stay valid when a later version adds an option.
+LATER_KEYS = {"data": {"echo": 1, "pool": None}, "views": {"blur_p": 0.0, "blur_sigma": [0.1, 2.0]}}
 TOP_KEYS = ("name", "description", "base", "budget", "seeds", "eval", "reference", "random_init", "variations",
             "grid", "probe", "checkpoints", "eval_threads", "baseline")
 
@@ -302,6 +305,11 @@ def cell_key(kind: str, config: dict[str, Any], budget: Budget | None) -> str:
     cfg.pop("eval", None)  # evaluation settings are the evaluation's own (its folder records them)
     for k in STEP_KEYS:
         cfg.get("trainer", {}).pop(k, None)
+    for section, keys in LATER_KEYS.items():
+        for k, neutral in keys.items():
+            value = cfg.get(section, {}).get(k, neutral)
+            if (list(value) if isinstance(value, tuple) else value) == neutral:
+                cfg.get(section, {}).pop(k, None)
     if kind == "random":  # only the architecture and its initialisation seed matter
         cfg = {"model": cfg["model"], "image_size": cfg["views"]["size"], "seed": cfg["trainer"]["seed"]}
     text = json.dumps({"kind": kind, "config": cfg, "budget": budget.to_dict() if budget else None},
