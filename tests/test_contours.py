@@ -113,6 +113,21 @@ def test_compiled_cpu_path_draws_what_the_tensor_path_draws(variant: str, monkey
     assert (compiled.mean(dim=(1, 2, 3)) - tensor.mean(dim=(1, 2, 3))).abs().max() < 1e-3
 
 
+def test_compiled_batch_draws_each_image_as_alone_on_any_thread_count() -> None:
+    """The batch kernel (two threads, every other image each) draws what it draws for each image on its own."""
+    gen = Contours("visual_atoms", 64)
+    params = _params(gen, 9, seed=4)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        batch = gen.render(params, torch.device("cpu"))
+        torch.set_num_threads(1)
+        alone = torch.cat([gen.render([p], torch.device("cpu")) for p in params])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(batch, alone)
+
+
 @pytest.mark.parametrize("variant,background", [("rcdb", 1.0), ("visual_atoms", 0.0)])
 def test_grey_lines_on_the_reference_background(variant: str, background: float) -> None:
     images = Contours(variant, 64).generate(range(16), seed=0)
