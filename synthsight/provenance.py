@@ -47,6 +47,7 @@ from synthsight.checkpoint import FILES, read_meta, resolve_checkpoint, sha256_f
 from synthsight.config import Config, ConfigError, config_from_dict
 from synthsight.eval.real_stream import RealImageStream
 from synthsight.generators.io import pixel_sha256, to_uint8
+from synthsight.generators.pool import PooledStream
 from synthsight.train.build import build_generators, build_stream
 
 FORMAT = "synthsight-provenance/1"
@@ -79,8 +80,12 @@ def git_state(path: Path | None = None) -> tuple[str | None, bool | None]:
 
 def consumed_ranges(cfg: Config, steps: int | None = None) -> list[list[int]]:
     """Global image-index ranges [start, stop) consumed by the first `steps` steps (default: the whole run): step s
-    used [s*B, (s+1)*B), B the global batch, whatever the number of processes or micro-batches (train/loop.py)."""
-    return [[0, (cfg.trainer.steps if steps is None else steps) * cfg.trainer.batch_size]]
+    used [s*B, (s+1)*B), B the global batch, whatever the number of processes or micro-batches (train/loop.py);
+    with data.echo=K step s used stream step s // K; with data.pool=N the data set is the stream's images [0, N)."""
+    steps = cfg.trainer.steps if steps is None else steps
+    if cfg.data.pool is not None and cfg.data.real is None:
+        return [[0, cfg.data.pool]]
+    return [[0, -(-steps // cfg.data.echo) * cfg.trainer.batch_size]]
 
 
 def sample_indices(ranges: list[list[int]], n: int = SAMPLE_SIZE) -> list[int]:
@@ -103,6 +108,8 @@ def sample_indices(ranges: list[list[int]], n: int = SAMPLE_SIZE) -> list[int]:
 def sample_record(cfg: Config, indices: list[int]) -> dict[str, Any]:
     """Render images `indices` of the run's stream on the CPU and hash their uint8 pixels."""
     stream = build_stream(cfg)
+    if isinstance(stream, PooledStream):  # data.pool: the indices are the pool's images, i.e. the stream's
+        stream = stream.stream
     pixels = to_uint8(stream.render(indices, device="cpu")) if indices else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
     whole = hashlib.sha256()
     images = []
@@ -157,6 +164,11 @@ def build_provenance(cfg: Config, base: Path, weights: list[Path], world_size: i
     real = cfg.data.real
     images_used = (f"only real images: the training split of {real!r} in a seeded order per epoch, labels unused; "
                    "no synthetic images" if real else "only synthetic images, no other data")
+    if cfg.data.echo > 1:
+        images_used += f"; data.echo={cfg.data.echo}: step s trained on the images of step s // {cfg.data.echo}"
+    if cfg.data.pool is not None and not real:
+        images_used += (f"; data.pool={cfg.data.pool}: a fixed set of the stream's images [0, {cfg.data.pool}), "
+                        "a seeded order per epoch")
     record = {
         "format": FORMAT,
         "kind": "run",  # "export" in an export folder

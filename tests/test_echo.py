@@ -69,11 +69,17 @@ def test_echo_out_of_range_is_a_config_error(tiny_config):
         tiny_config("data.echo=0")
 
 
-def test_run_summary_counts_unique_images(tiny_config, tmp_path):
+def test_run_records_count_unique_images(tiny_config, tmp_path):
     import json
 
     from synthsight.runs import pretrain_run
 
+    from synthsight.provenance import verify_provenance
+
     pretrain_run(tiny_config("data.echo=4", "trainer.steps=5"), tmp_path / "run", progress=False)
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["synthetic_images_seen"] == 5 * 16 and summary["unique_images"] == 2 * 16  # batches 0, 1
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["data"]["image_ranges"] == [[0, 2 * 16]] and "data.echo=4" in record["data"]["split"]
+    report = verify_provenance(tmp_path / "run")
+    assert report.passed, report.summary()

@@ -64,3 +64,18 @@ def test_pretrain_on_a_pool_resumes_bit_for_bit(tiny_config, tmp_path, monkeypat
     b = load_file(str(resumed.checkpoint / "model.safetensors"))
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_provenance_of_a_pooled_run_names_the_pool_and_verifies(tiny_config, tmp_path):
+    import json
+
+    from synthsight.provenance import verify_provenance
+    from synthsight.runs import pretrain_run
+
+    pretrain_run(tiny_config("data.pool=40", "trainer.steps=4", "trainer.checkpoint_every=4"), tmp_path / "run",
+                 progress=False)
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["data"]["image_ranges"] == [[0, 40]] and "data.pool=40" in record["data"]["split"]
+    assert max(e["index"] for e in record["sample"]["images"]) == 39
+    report = verify_provenance(tmp_path / "run")
+    assert report.passed, report.summary()
