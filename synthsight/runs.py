@@ -84,12 +84,18 @@ def _write_missing_provenance(run_dir: Path, checkpoint: Path) -> TrainResult:
                        int(meta.get("skipped_steps", 0)), finished_before=True)
 
 
+def _unique_images(cfg: Config, steps: int) -> int:
+    """Different images the run trained on: data.echo reuses each batch, data.pool draws from a fixed set."""
+    images = -(-steps // cfg.data.echo) * cfg.trainer.batch_size
+    return images if cfg.data.pool is None or cfg.data.real else min(images, cfg.data.pool)
+
+
 def _write_records(cfg: Config, run_dir: Path, result: TrainResult, match: dict | None = None) -> None:
     summary = {
         "steps": result.steps, "final_loss": round(result.final_loss, 4), "seconds": round(result.seconds, 1),
         "images_per_second": round(result.images_per_second, 1), "checkpoint": str(result.checkpoint),
         f"{'real' if cfg.data.real else 'synthetic'}_images_seen": result.steps * cfg.trainer.batch_size,
-        "unique_images": -(-result.steps // cfg.data.echo) * cfg.trainer.batch_size,  # data.echo reuses each batch
+        "unique_images": _unique_images(cfg, result.steps),
         "device": cfg.trainer.device,
         "threads": torch.get_num_threads(), "processes": env_world_size(), "skipped_steps": result.skipped_steps,
         "last_checks": result.last_checks,  # the collapse alarm's last figures and the online k-NN top-1, with steps

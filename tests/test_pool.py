@@ -77,5 +77,6 @@ def test_provenance_of_a_pooled_run_names_the_pool_and_verifies(tiny_config, tmp
     record = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert record["data"]["image_ranges"] == [[0, 40]] and "data.pool=40" in record["data"]["split"]
     assert max(e["index"] for e in record["sample"]["images"]) == 39
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["unique_images"] == 40
     report = verify_provenance(tmp_path / "run")
     assert report.passed, report.summary()
