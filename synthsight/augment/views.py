@@ -30,8 +30,8 @@ class ViewConfig:
         from synthsight.config import SIZE_RULE, check_ranges  # config imports this module
 
         check_ranges(self, "views", size=SIZE_RULE, crop_scale_min="(0,1]", flip_p="[0,1]", jitter_p="[0,1]",
-                     brightness=">=0", contrast=">=0", saturation=">=0", hue="[0,0.5]", grayscale_p="[0,1]", blur_p="[0,1]",
-                     blur_sigma=">0")
+                     brightness=">=0", contrast=">=0", saturation=">=0", hue="[0,0.5]", grayscale_p="[0,1]",
+                     blur_p="[0,1]", blur_sigma=">0")
         self.blur_sigma = [float(v) for v in self.blur_sigma]
         if len(self.blur_sigma) != 2 or self.blur_sigma[0] > self.blur_sigma[1]:
             from synthsight.config import ConfigError

@@ -90,8 +90,8 @@ def _compile():
     @numba.njit(cache=True, nogil=True, fastmath=False)
     def splat_batch(out, first, every, terms, term_at, noise, noise_at, grey, grey_at, counts, shape, k, noise_step,
                     size, white):  # pragma: no cover - compiled
-        """Images first, first + every, ... of a batch into out [B, (size+2)^2, 2]: per image its vertex terms (cos, sin,
-        wave; [3, V+1] flat at term_at), noise bytes [2, L, V] at noise_at, greys [L] at grey_at, counts [B, 2] =
+        """Images first, first + every, ... of a batch into out [B, (size+2)^2, 2]: per image its vertex terms (cos,
+        sin, wave; [3, V+1] flat at term_at), noise bytes [2, L, V] at noise_at, greys [L] at grey_at, counts [B, 2] =
         (V, L) and shape [B, 7] = (c, w, r0, ox, oy, cx, cy) in canvas pixels."""
         half = size / 2.0
         for b in range(first, out.shape[0], every):

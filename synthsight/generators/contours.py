@@ -29,9 +29,9 @@ and length x (grey - background). A pixel holding D = k x length pixels' worth o
 1 - (1 - D/m)^m (m = OVERLAP: lines partly fall on each other, as the reference's later lines paint over earlier
 ones) in the lines' mean grey. Points outside the canvas land on a ring around it that is cut off. That tensor
 code runs on GPUs; on the CPU the same points are drawn by one compiled call per batch (contour_raster.py, ~5x
-faster: no per-operation overhead, no gathers, two threads), equal to the tensor path up to float rounding. (One point per
-pixel step drops the sub-pixel spread of a 1-pixel line on the 4x finer canvas: the spectrum slope comes out
-0.04-0.09 below the reference rasteriser's on the same parameters.)
+faster: no per-operation overhead, no gathers, two threads), equal to the tensor path up to float rounding. (One
+point per pixel step drops the sub-pixel spread of a 1-pixel line on the 4x finer canvas: the spectrum slope comes
+out 0.04-0.09 below the reference rasteriser's on the same parameters.)
 
 Variants `rings` and `wavy_rings` keep this family's look before version 2 (smooth coloured rings, centred; see
 contour_rings.py).

@@ -32,8 +32,10 @@ def build_generators(cfg: Config) -> list[Generator]:
     return gens
 
 
-def build_stream(cfg: Config, start_batch: int = 0, num_batches: int | None = None, rank: int = 0,
-                 world_size: int = 1, batch_size: int | None = None) -> SyntheticStream | PooledStream | RealImageStream:
+def build_stream(
+    cfg: Config, start_batch: int = 0, num_batches: int | None = None, rank: int = 0, world_size: int = 1,
+    batch_size: int | None = None,
+) -> SyntheticStream | PooledStream | RealImageStream:
     """The configured stream; `batch_size` is per rank and micro-batch (default trainer.batch_size, one process).
     It streams class labels too when the method trains on them. With data.real set, real images instead."""
     if cfg.data.real is not None:
