@@ -44,6 +44,7 @@ from synthsight.train.build import build_method, build_stream
 from synthsight.train.distributed import (
     DistContext, all_reduce_mean, any_rank, broadcast_module, data_parallel, distributed_session,
 )
+from synthsight.train.echo import echo_batches
 from synthsight.train.loop import build_training, forward_backward, micro_batch_size
 
 # Each row: the switches it sets on top of the baseline (fp32, contiguous, eager, no accumulation).
@@ -122,8 +123,9 @@ def step_runner(cfg: Config, device: torch.device, real_stream: bool, ctx: DistC
     micro = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
     if real_stream:
         stream = build_stream(cfg, batch_size=micro, rank=ctx.rank, world_size=ctx.world_size)
-        batches = iter(DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_one_thread,
-                                  prefetch_factor=4 if t.workers else None, pin_memory=device.type == "cuda"))
+        loader = DataLoader(stream, batch_size=None, num_workers=t.workers, worker_init_fn=_one_thread,
+                            prefetch_factor=4 if t.workers else None, pin_memory=device.type == "cuda")
+        batches = echo_batches(iter(loader), t.accumulate, cfg.data.echo)  # as pretrain: data.echo reuses batches
     else:
         batches = synthetic_batches(micro, cfg.data.render_size, seed=ctx.rank)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
