@@ -49,6 +49,7 @@ from synthsight.eval.real_stream import RealImageStream
 from synthsight.generators.io import pixel_sha256, to_uint8
 from synthsight.generators.pool import PooledStream
 from synthsight.train.build import build_generators, build_stream
+from synthsight.train.echo import stream_steps
 
 FORMAT = "synthsight-provenance/1"
 FILENAME = "provenance.json"
@@ -82,10 +83,9 @@ def consumed_ranges(cfg: Config, steps: int | None = None) -> list[list[int]]:
     """Global image-index ranges [start, stop) consumed by the first `steps` steps (default: the whole run): step s
     used [s*B, (s+1)*B), B the global batch, whatever the number of processes or micro-batches (train/loop.py);
     with data.echo=K step s used stream step s // K; with data.pool=N the data set is the stream's images [0, N)."""
-    steps = cfg.trainer.steps if steps is None else steps
-    if cfg.data.pool is not None and cfg.data.real is None:
+    if cfg.data.pool is not None:  # (build_stream refuses data.pool with data.real)
         return [[0, cfg.data.pool]]
-    return [[0, -(-steps // cfg.data.echo) * cfg.trainer.batch_size]]
+    return [[0, stream_steps(cfg.trainer.steps if steps is None else steps, cfg.data.echo) * cfg.trainer.batch_size]]
 
 
 def sample_indices(ranges: list[list[int]], n: int = SAMPLE_SIZE) -> list[int]:
@@ -166,7 +166,7 @@ def build_provenance(cfg: Config, base: Path, weights: list[Path], world_size: i
                    "no synthetic images" if real else "only synthetic images, no other data")
     if cfg.data.echo > 1:
         images_used += f"; data.echo={cfg.data.echo}: step s trained on the images of step s // {cfg.data.echo}"
-    if cfg.data.pool is not None and not real:
+    if cfg.data.pool is not None:
         images_used += (f"; data.pool={cfg.data.pool}: a fixed set of the stream's images [0, {cfg.data.pool}), "
                         "a seeded order per epoch")
     record = {

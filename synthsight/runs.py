@@ -20,6 +20,7 @@ from synthsight.outputs import check_replaceable, is_empty, staged_folder
 from synthsight.provenance import FILENAME, write_provenance
 from synthsight.run_lock import run_lock
 from synthsight.train.build import build_stream
+from synthsight.train.echo import stream_steps
 from synthsight.train.loop import RunFinishedError, TrainResult, pretrain
 
 
@@ -86,8 +87,8 @@ def _write_missing_provenance(run_dir: Path, checkpoint: Path) -> TrainResult:
 
 def _unique_images(cfg: Config, steps: int) -> int:
     """Different images the run trained on: data.echo reuses each batch, data.pool draws from a fixed set."""
-    images = -(-steps // cfg.data.echo) * cfg.trainer.batch_size
-    return images if cfg.data.pool is None or cfg.data.real else min(images, cfg.data.pool)
+    images = stream_steps(steps, cfg.data.echo) * cfg.trainer.batch_size
+    return images if cfg.data.pool is None else min(images, cfg.data.pool)
 
 
 def _write_records(cfg: Config, run_dir: Path, result: TrainResult, match: dict | None = None) -> None:

@@ -55,3 +55,22 @@ def kill_after_first_checkpoint(monkeypatch, cfg, run_dir) -> None:
         patch.setattr(loop, "save_checkpoint", save_then_die)
         with pytest.raises(KeyboardInterrupt):
             loop.pretrain(cfg, run_dir, progress=False)
+
+
+def assert_resume_is_bit_exact(monkeypatch, cfg, tmp_path) -> None:
+    """Pretrain `cfg` straight through, and again killed after its first checkpoint (step 3 of the tiny config) and
+    resumed: the final weights must be equal bit for bit."""
+    from safetensors.torch import load_file
+
+    from synthsight.checkpoint import list_checkpoints
+    from synthsight.train.loop import pretrain
+
+    straight = pretrain(cfg, tmp_path / "a", progress=False)
+    kill_after_first_checkpoint(monkeypatch, cfg, tmp_path / "b")
+    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-000003"]
+    resumed = pretrain(cfg, tmp_path / "b", resume=True, progress=False)
+    a = load_file(str(straight.checkpoint / "model.safetensors"))
+    b = load_file(str(resumed.checkpoint / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # bit for bit

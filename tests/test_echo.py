@@ -5,13 +5,12 @@ import pytest
 import torch
 
 import synthsight.train.loop as loop
-from synthsight.checkpoint import list_checkpoints
-from synthsight.config import ConfigError
 from synthsight.augment.views import two_views
+from synthsight.config import ConfigError
 from synthsight.methods.simclr import SimCLR
 from synthsight.train.echo import echo_batches, echo_window
 from synthsight.train.loop import pretrain
-from tests.conftest import kill_after_first_checkpoint
+from tests.conftest import assert_resume_is_bit_exact
 
 
 def test_each_step_group_is_repeated_echo_times():
@@ -51,17 +50,8 @@ def test_echoed_steps_train_on_the_same_images_in_new_views(tiny_config, tmp_pat
 
 
 def test_resume_part_way_through_an_echo_matches_the_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
-    cfg = tiny_config("data.echo=2")  # checkpoint at step 3: the resumed run starts on the second use of a batch
-    straight = pretrain(cfg, tmp_path / "a", progress=False)
-    kill_after_first_checkpoint(monkeypatch, cfg, tmp_path / "b")
-    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-000003"]
-    resumed = pretrain(cfg, tmp_path / "b", resume=True, progress=False)
-    from safetensors.torch import load_file
-
-    a = load_file(str(straight.checkpoint / "model.safetensors"))
-    b = load_file(str(resumed.checkpoint / "model.safetensors"))
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    # checkpoint at step 3: the resumed run starts on the second use of a batch
+    assert_resume_is_bit_exact(monkeypatch, tiny_config("data.echo=2"), tmp_path)
 
 
 def test_echo_out_of_range_is_a_config_error(tiny_config):

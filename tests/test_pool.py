@@ -3,14 +3,12 @@
 import pytest
 import torch
 
-from synthsight.checkpoint import list_checkpoints
 from synthsight.config import ConfigError
 from synthsight.generators import create_generator
 from synthsight.generators.pool import PooledStream
 from synthsight.generators.stream import SyntheticStream
 from synthsight.train.build import build_stream
-from synthsight.train.loop import pretrain
-from tests.conftest import kill_after_first_checkpoint
+from tests.conftest import assert_resume_is_bit_exact
 
 
 def pooled(size=12, batch=4, **kwargs):
@@ -53,17 +51,8 @@ def test_pool_settings_are_checked(tiny_config):
 
 
 def test_pretrain_on_a_pool_resumes_bit_for_bit(tiny_config, tmp_path, monkeypatch):
-    cfg = tiny_config("data.pool=40")  # 16 images a step: epochs end mid-batch
-    straight = pretrain(cfg, tmp_path / "a", progress=False)
-    kill_after_first_checkpoint(monkeypatch, cfg, tmp_path / "b")
-    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-000003"]
-    resumed = pretrain(cfg, tmp_path / "b", resume=True, progress=False)
-    from safetensors.torch import load_file
-
-    a = load_file(str(straight.checkpoint / "model.safetensors"))
-    b = load_file(str(resumed.checkpoint / "model.safetensors"))
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    # 16 images a step: epochs end mid-batch
+    assert_resume_is_bit_exact(monkeypatch, tiny_config("data.pool=40"), tmp_path)
 
 
 def test_provenance_of_a_pooled_run_names_the_pool_and_verifies(tiny_config, tmp_path):

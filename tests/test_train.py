@@ -9,7 +9,7 @@ from synthsight.methods.simclr import SimCLR
 from synthsight.train.build import build_method, build_optimizer, build_stream
 import synthsight.train.loop as loop
 from synthsight.train.loop import NonFiniteLossError, RunFolderError, pretrain
-from tests.conftest import kill_after_first_checkpoint
+from tests.conftest import assert_resume_is_bit_exact
 
 
 def test_simclr_steps_lower_the_loss_on_a_fixed_batch(tiny_config):
@@ -44,20 +44,7 @@ def test_pretrain_writes_checkpoints_log_and_config(tiny_config, tmp_path):
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
-    cfg = tiny_config()
-    straight = pretrain(cfg, tmp_path / "a", progress=False)
-
-    kill_after_first_checkpoint(monkeypatch, cfg, tmp_path / "b")
-    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-000003"]
-    resumed = pretrain(cfg, tmp_path / "b", resume=True, progress=False)
-
-    from safetensors.torch import load_file
-
-    a = load_file(str(straight.checkpoint / "model.safetensors"))
-    b = load_file(str(resumed.checkpoint / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k  # bit for bit
+    assert_resume_is_bit_exact(monkeypatch, tiny_config(), tmp_path)
 
 
 def test_output_folder_with_a_different_run_is_refused(tiny_config, tmp_path):

@@ -72,10 +72,13 @@ class PooledStream(IterableDataset):
     def render_with_labels(self, indices: Sequence[int], device: str | torch.device = "cpu"
                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images `indices` of the pooled stream (float in [0, 1]) and their stream-wide labels."""
-        items = [self.pool_index(i) for i in indices]
-        self._fill(items)
-        rows = torch.tensor(items, dtype=torch.long)
-        return self._pixels[rows].to(device).float().div_(255.0), self._labels[rows]
+        return self._pool_images(torch.tensor([self.pool_index(i) for i in indices], dtype=torch.long), device)
+
+    def _pool_images(self, items: torch.Tensor, device: str | torch.device = "cpu"
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool images `items` (rendered first where not yet cached) and their labels."""
+        self._fill(items.tolist())
+        return self._pixels[items].to(device).float().div_(255.0), self._labels[items]
 
     def render(self, indices: Sequence[int], device: str | torch.device = "cpu") -> torch.Tensor:
         return self.render_with_labels(indices, device)[0]
@@ -83,7 +86,6 @@ class PooledStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         s = self.stream
         for b in worker_batches(s.start_batch, s.num_batches):
-            indices = s.indices_of_batch(b)
-            images, labels = self.render_with_labels(indices)
-            items = torch.tensor([self.pool_index(i) for i in indices], dtype=torch.long)
+            items = torch.tensor([self.pool_index(i) for i in s.indices_of_batch(b)], dtype=torch.long)
+            images, labels = self._pool_images(items)
             yield (images, items, labels) if s.with_labels else (images, items)

@@ -18,10 +18,15 @@ from typing import Iterator, TypeVar
 T = TypeVar("T")
 
 
+def stream_steps(steps: int, echo: int) -> int:
+    """Stream steps (rendered batches) that optimisation steps 0..steps-1 train on."""
+    return -(-steps // echo)
+
+
 def echo_window(start: int, steps: int, echo: int) -> tuple[int, int]:
     """(first stream step, number of stream steps) that optimisation steps start..steps-1 train on."""
     first = start // echo
-    return first, -(-steps // echo) - first
+    return first, stream_steps(steps, echo) - first
 
 
 def echo_batches(batches: Iterator[T], accumulate: int, echo: int, first_repeats: int | None = None) -> Iterator[T]:
