@@ -64,6 +64,18 @@ def test_expand_counts_and_shares_cells(tmp_path: Path) -> None:
     assert len(shared) == 1
 
 
+def test_references_read_real_images_without_the_formula_stream_options(tmp_path: Path) -> None:
+    data = study(tmp_path / "x.npz")
+    data["variations"].append({"name": "pool", "set": {"data.pool": 100, "data.echo": 4}})
+    plan = expand(parse_study(data))
+    pooled = [c for c in plan.cells if c.variation == "pool" and c.kind == "synthetic"]
+    assert pooled[0].config["data"]["pool"] == 100 and pooled[0].config["data"]["echo"] == 4
+    real = [c for c in plan.cells if c.kind == "real"]
+    # the pool's reference is the stream variations' reference: one real run per seed x budget x set
+    assert len(real) == 1 and real[0].config["data"]["pool"] is None and real[0].config["data"]["echo"] == 1
+    assert {u.key for u in plan.uses if u.kind == "real" and u.variation == "pool"} == {real[0].key}
+
+
 def test_expand_width_grid_supervised_method_and_no_baselines(tmp_path: Path) -> None:
     data = study(tmp_path / "x.npz", grid={"model.width": [4, 8]})
     data["variations"].append({"name": "ce", "set": {"method": "ce", "data.families": ["contours/rcdb"]}})

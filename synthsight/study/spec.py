@@ -375,11 +375,13 @@ def expand(spec: StudySpec) -> Plan:
                         notes.append(note)
                     continue
                 for s in spec.sets:
-                    # families do not matter on real images: reset them, so such references are shared
+                    # families do not matter on real images: reset them, so such references are shared; a finite
+                    # pool of formula images and echoing (which amortises rendering) are options of the formula
+                    # stream, so the reference reads the set's own images afresh at every step
                     real = variation_config(spec, variation, seed, [
                         f"data.real={json.dumps(s.data)}", f"data.families={json.dumps(base_data.families)}",
                         f"data.weights={json.dumps(base_data.weights)}", "data.match=null",
-                        "data.match_families=null"])
+                        "data.match_families=null", "data.pool=null", "data.echo=1"])
                     rkey = add(Cell(cell_key("real", real.to_dict(), budget), "real", variation.name, seed, budget,
                                     real.to_dict(), [s.name], real_set=s.name))
                     uses.append(Use(variation.name, "real", seed, budget, s.name, rkey))
