@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from synthsight.cli import main
-from synthsight.study.budget import budget_flag, log_seconds, schedule_overrides, steps_for_images
+from synthsight.study.budget import budget_flag, calibrated_rate, log_seconds, schedule_overrides, steps_for_images
 from synthsight.study.results import collect_rows, summarize
 from synthsight.study.runner import run_study
 from synthsight.study.spec import Budget, StudyError, cell_key, expand, load_study, parse_study
@@ -299,13 +299,30 @@ def test_minutes_budget_probes_once_and_records_the_check(real_set: Path, tmp_pa
     real_probe = runner.probe
     monkeypatch.setattr(runner, "probe", lambda *a, **k: probes.append(1) or real_probe(*a, **k))
     run_study(parse_study(data), out, progress=False, log=lambda _: None)
-    assert len(probes) == 1  # one recipe: both seeds take the same steps
+    assert len(probes) == 1  # one recipe: one probe
     (rate,) = json.loads((out / "probes.json").read_text()).values()
-    rows = _csv(out / "results.csv")
-    assert len({r["steps"] for r in rows}) == 1
-    assert int(rows[0]["steps"]) == max(1, int(1.2 * rate["steps_per_second"]))
+    first, second = sorted(_csv(out / "results.csv"), key=lambda r: int(r["seed"]))
+    assert int(first["steps"]) == max(1, int(1.2 * rate["steps_per_second"]))
+    # the second seed runs at the speed the first one measured over its whole run
+    assert int(second["steps"]) == max(1, int(1.2 * int(first["steps"]) / float(first["train_seconds"])))
+    rows = [first, second]
     assert all(r["budget_seconds"] == "1.2" and r["budget_flag"] in ("ok", "over", "under") for r in rows)
     assert all(float(r["budget_ratio"]) == pytest.approx(float(r["train_seconds"]) / 1.2, abs=0.01) for r in rows)
+    # a run part-way through keeps its steps when the measured speed changes under it
+    (seed1,) = [d for d in (out / "runs").iterdir() if "-s1-" in d.name]
+    (seed1 / "cell.json").unlink()
+    (seed0,) = [d for d in (out / "runs").iterdir() if "-s0-" in d.name]
+    record = json.loads((seed0 / "cell.json").read_text())
+    record["train_seconds"] /= 10  # ten times the speed: a fresh schedule would take ten times the steps
+    (seed0 / "cell.json").write_text(json.dumps(record))
+    run_study(parse_study(data), out, progress=False, log=lambda _: None)
+    assert json.loads((seed1 / "cell.json").read_text())["steps"] == int(second["steps"])
+
+
+def test_calibrated_rate_prefers_finished_runs() -> None:
+    assert calibrated_rate(5.0, []) == 5.0
+    assert calibrated_rate(5.0, [(100, 25.0), (300, 75.0)]) == 4.0  # total steps / total seconds
+    assert calibrated_rate(5.0, [(100, 0.0)]) == 5.0  # nothing measured
 
 
 def test_cli_help_plan_and_report(real_set: Path, tmp_path: Path, capsys) -> None:

@@ -38,6 +38,15 @@ def steps_for_images(images: float, batch_size: int) -> int:
     return max(1, math.ceil(images / batch_size))
 
 
+def calibrated_rate(probe_rate: float, runs: list[tuple[int, float]]) -> float:
+    """Steps/second for the next run of a recipe: its finished runs' own (total steps / total training seconds),
+    which time minutes of training instead of the probe's few seconds, else the probe's rate. `runs` holds
+    (steps, training seconds) of finished runs of the same recipe."""
+    steps = sum(n for n, s in runs if s > 0)
+    seconds = sum(s for _, s in runs if s > 0)
+    return steps / seconds if steps and seconds else probe_rate
+
+
 def probe_rate(rows: list[dict[str, Any]], warmup: int, batch_size: int) -> float:
     """Steps per second over the train-log rows after the first `warmup` steps; each row is one step (log_every=1)
     with its images_per_second (global batch / that step's seconds)."""
@@ -79,6 +88,8 @@ def probe(cfg: Config, folder: Path, warmup: int = 8, steps: int = 10) -> dict[s
     start-up, the batches the data loader renders ahead), then `steps` timed ones. The folder is removed after."""
     from synthsight.train.loop import pretrain
 
+    echo = cfg.data.echo  # whole echo windows (one render per `echo` steps), as the run will train
+    warmup, steps = -(-warmup // echo) * echo, -(-steps // echo) * echo
     n = warmup + steps
     probe_cfg = config_from_dict(apply_overrides(cfg.to_dict(), [
         f"trainer.steps={n}", "trainer.log_every=1", f"trainer.checkpoint_every={n}",

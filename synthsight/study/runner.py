@@ -13,7 +13,8 @@ Folder layout of `synthsight study STUDY.yaml --out OUT`:
 Resuming: a cell whose folder (found by its key) holds cell.json with status "done" is reused; one with a
 checkpoint continues from it (`--resume` semantics); one that failed (failed.json) is skipped unless
 retry_failed. An evaluation is reused when its settings.json equals the settings asked for. Probes are kept in
-probes.json, so a resumed study gives its runs the same steps.
+probes.json; a run's steps come from its recipe's finished runs' measured speed when there are any, else from the
+probe; a run part-way through keeps the steps it started with.
 
 Example:
     >>> outcome = run_study(load_study(Path("configs/studies/family_screen.yaml")), Path("runs/study-families"))
@@ -37,7 +38,8 @@ from tqdm import tqdm
 from synthsight.checkpoint import write_text_atomic
 from synthsight.config import EvalConfig, config_from_dict
 from synthsight.run_lock import run_lock
-from synthsight.study.budget import budget_flag, log_seconds, probe, steps_for_budget, steps_for_images, with_steps
+from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, probe, steps_for_budget, steps_for_images,
+                                     with_steps)
 from synthsight.study.spec import Cell, EvalSet, Plan, StudySpec, cell_key, expand, slug
 
 
@@ -122,7 +124,8 @@ class StudyRunner:
                                                               "notes": self.plan.notes}, indent=1))
 
     def steps(self, cell: Cell) -> tuple[int, dict[str, Any] | None]:
-        """Steps for the cell's budget; a minutes budget uses the recipe's probe (measured once, kept)."""
+        """Steps for the cell's budget; a minutes budget uses the speed of the recipe's finished runs, or before the
+        first one has finished its probe (measured once, kept)."""
         cfg = config_from_dict(cell.config)
         if cfg.data.match:  # the probe must time the matched families, as the run will train on them
             from synthsight.analysis.match import apply_match
@@ -144,7 +147,20 @@ class StudyRunner:
             self.log(f"probe {cell.variation}{' (' + cell.kind + ')' if cell.kind != 'synthetic' else ''}: "
                      f"{rate:.3f} steps/s ({rate * cfg.trainer.batch_size:.0f} img/s) in "
                      f"{probes[key]['seconds']:.0f} s")
-        return steps_for_budget(cell.budget.value, probes[key]["steps_per_second"]), {"key": key, **probes[key]}
+        runs = self.finished_runs(key)
+        rate = calibrated_rate(probes[key]["steps_per_second"], runs)
+        info = {"key": key, **probes[key], "rate": rate,
+                "rate_from": f"{len(runs)} finished run(s) of the recipe" if runs else "probe"}
+        return steps_for_budget(cell.budget.value, rate), info
+
+    def finished_runs(self, probe_key: str) -> list[tuple[int, float]]:
+        """(steps, training seconds) of this study's finished minutes-budget runs of one recipe."""
+        runs = []
+        for c in self.plan.cells:
+            record = _json(cell_dir(self.out, c) / "cell.json") if c.budget and c.budget.unit == "minutes" else None
+            if record and record.get("status") == "done" and (record.get("probe") or {}).get("key") == probe_key:
+                runs.append((int(record["steps"]), float(record["train_seconds"])))
+        return runs
 
     # ------------------------------------------------------------------------------------------- cells
 
@@ -156,10 +172,13 @@ class StudyRunner:
         record = _json(folder / "cell.json")
         if record and record.get("status") == "done" and record.get("key") == cell.key:
             return record
-        steps, probe_info = self.steps(cell)
-        cfg = with_steps(config_from_dict(cell.config), steps, self.spec.checkpoints)
         latest = latest_good_checkpoint(folder) if (folder / "checkpoints").is_dir() else None
         resume = latest is not None or (folder / "checkpoints" / "latest").exists()
+        steps, probe_info = self.steps(cell)
+        started = _json(folder / "config.json") if resume else None
+        if started:  # a run part-way through keeps its schedule, whatever the rate says now
+            steps = int(started["trainer"]["steps"])
+        cfg = with_steps(config_from_dict(cell.config), steps, self.spec.checkpoints)
         t0 = time.perf_counter()
         if latest is not None and int(latest.name.split("-")[1]) >= steps:  # killed after the last checkpoint
             from synthsight.provenance import write_provenance

@@ -111,7 +111,7 @@ class StudySpec:
     reference: bool = True  # real-data reference runs (same recipe on each set's training images)
     random_init: bool = True  # random init baselines
     probe_warmup: int = 8  # untimed steps of a speed probe (minutes budgets only)
-    probe_steps: int = 10  # timed steps of a speed probe
+    probe_steps: int = 30  # timed steps of a speed probe (~5 s of the demo recipe)
     checkpoints: int = 4  # checkpoints per run (resume points); one is always written at the end
     eval_threads: int = 0  # torch threads for evaluation; 0 = all cores (no generation worker runs then)
     baseline: str = ""  # the variation per-class differences are taken against (default: the first)
@@ -273,7 +273,7 @@ def parse_study(data: dict[str, Any], name: str = "study") -> StudySpec:
         variations=_variations(data), seeds=seeds, budgets=_budgets(data["budget"]), sets=sets,
         protocols=protocols, reference=bool(data.get("reference", True)),
         random_init=bool(data.get("random_init", True)), probe_warmup=int(probe.get("warmup", 8)),
-        probe_steps=int(probe.get("steps", 10)), checkpoints=int(data.get("checkpoints", 4)),
+        probe_steps=int(probe.get("steps", 30)), checkpoints=int(data.get("checkpoints", 4)),
         eval_threads=int(data.get("eval_threads", 0)), source=copy.deepcopy(data),
     )
     spec.baseline = str(data.get("baseline") or spec.variations[0].name)
