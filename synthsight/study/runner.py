@@ -38,8 +38,8 @@ from tqdm import tqdm
 from synthsight.checkpoint import write_text_atomic
 from synthsight.config import EvalConfig, config_from_dict
 from synthsight.run_lock import run_lock
-from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, probe, steps_for_budget, steps_for_images,
-                                     with_steps)
+from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, probe, steps_for_budget,
+                                     steps_for_images, with_steps)
 from synthsight.study.spec import Cell, EvalSet, Plan, StudySpec, cell_key, expand, slug
 
 
