@@ -319,6 +319,28 @@ def test_minutes_budget_probes_once_and_records_the_check(real_set: Path, tmp_pa
     assert json.loads((seed1 / "cell.json").read_text())["steps"] == int(second["steps"])
 
 
+def test_probe_times_whole_echo_windows(tmp_path: Path, monkeypatch) -> None:
+    import synthsight.train.loop as loop
+    from synthsight.config import load_config
+    from synthsight.study.budget import probe
+
+    seen = []
+
+    def fake_pretrain(cfg, folder, progress=False):  # one logged row per step, 256 img/s
+        seen.append((cfg.trainer.steps, cfg.trainer.warmup_steps))
+        folder.mkdir(parents=True)
+        rows = "".join(f"{s},256\n" for s in range(1, cfg.trainer.steps + 1))
+        (folder / "train_log.csv").write_text("step,images_per_second\n" + rows)
+
+    monkeypatch.setattr(loop, "pretrain", fake_pretrain)
+    cfg = load_config("demo", TINY_BASE + ["data.echo=4"])
+    got = probe(cfg, tmp_path / "p", warmup=5, steps=10)
+    assert seen == [(8 + 12, 8)]  # 5 -> 8 untimed, 10 -> 12 timed: whole windows of 4
+    assert got["steps_per_second"] == pytest.approx(256 / cfg.trainer.batch_size)
+    probe(load_config("demo", TINY_BASE), tmp_path / "q", warmup=5, steps=10)
+    assert seen[-1] == (15, 5)  # no echo: as asked
+
+
 def test_calibrated_rate_prefers_finished_runs() -> None:
     assert calibrated_rate(5.0, []) == 5.0
     assert calibrated_rate(5.0, [(100, 25.0), (300, 75.0)]) == 4.0  # total steps / total seconds

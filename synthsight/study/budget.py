@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from synthsight.config import Config, apply_overrides, config_from_dict
+from synthsight.train.echo import stream_steps
 
 TOLERANCE = 0.10  # a run more than 10% over or under its wall-clock budget is flagged
 
@@ -83,13 +84,13 @@ def with_steps(cfg: Config, steps: int, checkpoints: int) -> Config:
     return config_from_dict(apply_overrides(cfg.to_dict(), schedule_overrides(cfg, steps, checkpoints)))
 
 
-def probe(cfg: Config, folder: Path, warmup: int = 8, steps: int = 10) -> dict[str, Any]:
+def probe(cfg: Config, folder: Path, warmup: int = 8, steps: int = 30) -> dict[str, Any]:
     """Measured steady-state steps/second of the real train loop on this recipe: `warmup` untimed steps (worker
     start-up, the batches the data loader renders ahead), then `steps` timed ones. The folder is removed after."""
     from synthsight.train.loop import pretrain
 
     echo = cfg.data.echo  # whole echo windows (one render per `echo` steps), as the run will train
-    warmup, steps = -(-warmup // echo) * echo, -(-steps // echo) * echo
+    warmup, steps = stream_steps(warmup, echo) * echo, stream_steps(steps, echo) * echo
     n = warmup + steps
     probe_cfg = config_from_dict(apply_overrides(cfg.to_dict(), [
         f"trainer.steps={n}", "trainer.log_every=1", f"trainer.checkpoint_every={n}",
