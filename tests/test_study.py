@@ -14,7 +14,7 @@ from synthsight.cli import main
 from synthsight.study.budget import budget_flag, calibrated_rate, log_seconds, schedule_overrides, steps_for_images
 from synthsight.study.results import collect_rows, summarize
 from synthsight.study.runner import run_study
-from synthsight.study.spec import Budget, StudyError, cell_key, expand, load_study, parse_study
+from synthsight.study.spec import Budget, StudyError, cell_key, expand, load_study, parse_study, select
 from synthsight.study.stats import gap_closed, mean_ci
 from tests.conftest import TINY
 
@@ -62,6 +62,20 @@ def test_expand_counts_and_shares_cells(tmp_path: Path) -> None:
     assert len(plan.uses) == 2 * 2 + 8 + 8  # random and real uses exist per variation
     shared = {u.key for u in plan.uses if u.kind == "real" and u.seed == 0 and u.budget == Budget("images", 64)}
     assert len(shared) == 1
+
+
+def test_select_keeps_the_references_and_random_inits_a_variation_reads(tmp_path: Path) -> None:
+    plan = expand(parse_study(study(tmp_path / "x.npz", seeds=[0, 1])))
+    cells = select(plan, ["spectrum"], [1])
+    # spectrum's seed-1 run, the seed-1 reference it shares with dead leaves (listed under dead leaves, the first
+    # variation to need it), and the seed-1 random init
+    assert [(c.kind, c.seed) for c in cells] == [("random", 1), ("real", 1), ("synthetic", 1)]
+    assert [c.variation for c in cells if c.kind == "synthetic"] == ["spectrum"]
+    assert select(plan) == plan.cells and len(select(plan, None, [0])) == len(plan.cells) // 2
+    with pytest.raises(StudyError, match="no variation named 'spectrun'.*'spectrum'"):
+        select(plan, ["spectrun"])
+    with pytest.raises(StudyError, match="no seed 5"):
+        select(plan, None, [5])
 
 
 def test_references_read_real_images_without_the_formula_stream_options(tmp_path: Path) -> None:
@@ -232,6 +246,20 @@ def test_tiny_study_end_to_end_then_reuse_then_change(real_set: Path, tmp_path: 
     changed["variations"][1]["set"]["trainer.lr"] = 0.001  # only spectrum's recipe changes
     run_study(parse_study(changed), out, progress=False, log=lambda _: None)
     assert len(calls) == 2 and all("spectrum" in c for c in calls)  # its synthetic run and its own reference
+
+
+def test_only_runs_the_selected_cells_and_the_tables_keep_the_rest(real_set: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    out = tmp_path / "study"
+    calls = _count_pretrain(monkeypatch)
+    spec = parse_study(study(real_set))
+    run_study(spec, out, progress=False, log=lambda _: None, only=(["spectrum"], None))
+    # spectrum's run and the reference it shares (named after dead leaves, the first variation to need it)
+    assert sorted(c.split("-")[0] for c in calls) == ["real", "synthetic"]
+    assert not any(c.startswith("synthetic-dead") for c in calls)
+    run_study(spec, out, progress=False, log=lambda _: None, only=(["dead leaves"], None))
+    assert len(calls) == 3 and calls[-1].startswith("synthetic-dead")  # only dead leaves' own run was left
+    assert {r["variation"] for r in _csv(out / "summary.csv")} == {"dead leaves", "spectrum"}
 
 
 def test_killed_study_continues_where_it_stopped(real_set: Path, tmp_path: Path, monkeypatch) -> None:

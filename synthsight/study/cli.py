@@ -25,14 +25,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", action="store_true", help="only rebuild the tables, plots and report.html")
     p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    p.add_argument("--variations", default=None, metavar="NAME[,NAME]",
+                   help="run (and --plan) only these variations' cells, with the references and random inits they "
+                        "read; the tables still show every finished cell")
+    p.add_argument("--seeds", default=None, metavar="S[,S]", help="run (and --plan) only these seeds' cells")
 
 
-def describe_plan(spec, plan, out: Path) -> str:
-    """The cells, whether each is done, and a rough time: budgets (+ ~10% around each run) and ~1 min per eval."""
+def _selection(args: argparse.Namespace) -> tuple[list[str] | None, list[int] | None]:
+    from synthsight.study.spec import StudyError
+
+    names = [v.strip() for v in args.variations.split(",")] if args.variations else None
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        raise StudyError(f"--seeds must be integers separated by commas, e.g. --seeds 1,2; got {args.seeds!r}")
+    return names, seeds
+
+
+def describe_plan(spec, plan, out: Path, only=(None, None)) -> str:
+    """The cells (those `only` selects), whether each is done, and a rough time: budgets (+ ~10% around each run)
+    and ~1 min per eval."""
     from synthsight.study.runner import _json, cell_dir
+    from synthsight.study.spec import select
 
     lines, minutes = [], 0.0
-    for c in plan.cells:
+    cells = select(plan, *only)
+    for c in cells:
         done = (_json(cell_dir(out, c) / "cell.json") or {}).get("status") == "done"
         budget = c.budget.label if c.budget else "-"
         lines.append(f"  {'done ' if done else 'to do'}  {c.kind:9s} {c.variation[:40]:40s} seed {c.seed:<3d} "
@@ -40,7 +58,7 @@ def describe_plan(spec, plan, out: Path) -> str:
         if not done:
             minutes += (1.1 * c.budget.value if c.budget and c.budget.unit == "minutes" else 0) + len(c.sets)
     todo = sum(1 for line in lines if "to do" in line)
-    lines.append(f"{len(plan.cells)} cells, {todo} to do: ~{minutes:.0f} min (budgets + ~1 min per evaluation; "
+    lines.append(f"{len(cells)} cells, {todo} to do: ~{minutes:.0f} min (budgets + ~1 min per evaluation; "
                  "images budgets not counted)")
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)
@@ -53,15 +71,16 @@ def cmd_study(args: argparse.Namespace) -> Path:
 
     spec = load_study(args.study)
     out = args.out or Path("runs") / f"study-{slug(spec.name)}"
+    only = _selection(args)
     if args.plan:
-        print(describe_plan(spec, expand(spec), out))
+        print(describe_plan(spec, expand(spec), out, only))
         return out
     if args.report:
         if not out.is_dir():
             raise FileNotFoundError(f"study folder {out} does not exist; run the study first")
         print(f"report: {write_results(spec, expand(spec), out, report=True)}")
         return out
-    run_study(spec, out, progress=not args.no_progress, retry_failed=args.retry_failed)
+    run_study(spec, out, progress=not args.no_progress, retry_failed=args.retry_failed, only=only)
     print((out / "table.md").read_text())
     print(f"study folder: {out}\nreport: {out / 'report.html'}")
     return out

@@ -40,7 +40,9 @@ from synthsight.config import EvalConfig, config_from_dict
 from synthsight.run_lock import run_lock
 from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, probe, steps_for_budget,
                                      steps_for_images, with_steps)
-from synthsight.study.spec import Cell, EvalSet, Plan, StudySpec, cell_key, expand, slug
+from synthsight.study.spec import Cell, EvalSet, Plan, StudySpec, cell_key, expand, select, slug
+
+Selection = tuple[list[str] | None, list[int] | None]  # (variation names, seeds) to run; None: all
 
 
 @dataclass
@@ -97,9 +99,10 @@ class StudyRunner:
     """Runs the cells of one plan into `out`; see the module doc."""
 
     def __init__(self, spec: StudySpec, out: Path, progress: bool = True, retry_failed: bool = False,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, only: Selection | None = None) -> None:
         self.spec, self.out, self.progress, self.retry_failed = spec, Path(out), progress, retry_failed
         self.plan = expand(spec)
+        self.cells = select(self.plan, *(only or (None, None)))  # what this invocation runs; tables read all
         self.sets = {s.name: s for s in spec.sets}
         self.timings = Timings()
         self.t0 = time.perf_counter()
@@ -295,9 +298,10 @@ class StudyRunner:
 
         self.write_plan()
         outcome = StudyOutcome(self.out, self.plan, timings=self.timings)
-        cells = self.plan.cells
+        cells = self.cells
         counts = ", ".join(f"{sum(c.kind == k for c in cells)} {k}" for k in ("synthetic", "real", "random"))
-        self.log(f"study {self.spec.name}: {len(cells)} cells ({counts}) into {self.out}")
+        chosen = "" if len(cells) == len(self.plan.cells) else f" of {len(self.plan.cells)}"
+        self.log(f"study {self.spec.name}: {len(cells)}{chosen} cells ({counts}) into {self.out}")
         for note in self.plan.notes:
             self.log(f"note: {note}")
         bar = tqdm(cells, desc=f"study {self.spec.name}", unit="cell", disable=not self.progress, dynamic_ncols=True,
@@ -322,9 +326,10 @@ class StudyRunner:
 
 
 def run_study(spec: StudySpec, out: Path, progress: bool = True, retry_failed: bool = False,
-              log: Callable[[str], None] | None = None) -> StudyOutcome:
-    """Run (or continue) the study into `out`; see the module doc. One study process per folder: a second one is
-    refused before it touches anything (it would otherwise meet the first one's run locks cell by cell and record
-    those cells as failed)."""
+              log: Callable[[str], None] | None = None, only: Selection | None = None) -> StudyOutcome:
+    """Run (or continue) the study into `out`; see the module doc. `only` = (variation names, seeds), either None
+    for all: run just the cells those results read (spec.select); the tables still show every finished cell.
+    One study process per folder: a second one is refused before it touches anything (it would otherwise meet the
+    first one's run locks cell by cell and record those cells as failed)."""
     with run_lock(Path(out)):
-        return StudyRunner(spec, out, progress, retry_failed, log).run()
+        return StudyRunner(spec, out, progress, retry_failed, log, only).run()

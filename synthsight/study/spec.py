@@ -386,3 +386,24 @@ def expand(spec: StudySpec) -> Plan:
                                     real.to_dict(), [s.name], real_set=s.name))
                     uses.append(Use(variation.name, "real", seed, budget, s.name, rkey))
     return Plan(list(cells.values()), uses, notes)
+
+
+def select(plan: Plan, variations: list[str] | None = None, seeds: list[int] | None = None) -> list[Cell]:
+    """The plan's cells that some result of the named variations and seeds reads (in running order); a cell shared
+    between variations (a real-data reference, a random init) is selected when any of them is. None selects all.
+
+    Example: select(expand(spec), ["pool 10k"], [1]) -> that variation's seed-1 run, its references, its random init.
+    """
+    known = list(dict.fromkeys(u.variation for u in plan.uses))
+    unknown = [v for v in variations or [] if v not in known]
+    if unknown:
+        raise StudyError(f"--variations: no variation named {', '.join(map(repr, unknown))}; the study has: "
+                         f"{', '.join(map(repr, known))}")
+    missing = [s for s in seeds or [] if s not in {u.seed for u in plan.uses}]
+    if missing:
+        raise StudyError(f"--seeds: the study has no seed {', '.join(map(str, missing))}; its seeds: "
+                         f"{', '.join(map(str, sorted({u.seed for u in plan.uses})))}")
+    keys = {u.key for u in plan.uses if (variations is None or u.variation in variations)
+            and (seeds is None or u.seed in seeds)}
+    return [c for c in plan.cells if c.key in keys]
+
