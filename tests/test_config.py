@@ -60,8 +60,9 @@ def test_choosing_another_method_drops_the_presets_method_options():
     assert load_config("simclr_cpu", ["method=simclr"]).method["temperature"] == 0.1
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-def test_every_preset_loads_and_builds_its_method(preset):
+@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+                         + sorted(f"recipes/{p.stem}" for p in (CONFIG_DIR / "recipes").glob("*.yaml")))
+def test_every_preset_loads_and_builds_its_method(preset):  # recipes/: the frozen bases of study files
     cfg = load_config(preset)
     method = build_method(cfg)
     assert METHODS.get(cfg.method["name"]) is type(method)
