@@ -166,7 +166,7 @@ def probe(args: argparse.Namespace, method: str, source: str) -> dict[str, Any]:
 
 def finetune_settings(args: argparse.Namespace, seed: int) -> FinetuneSettings:
     return FinetuneSettings(epochs=args.finetune_epochs, lr=args.finetune_lr, batch_size=args.finetune_batch_size,
-                            layer_decay=args.layer_decay, seed=seed)
+                            layer_decay=args.layer_decay, head=args.finetune_head, seed=seed)
 
 
 def fine_tuned(args: argparse.Namespace, run_dir: Path, out: Path, init: str, seed: int, log) -> float:
@@ -226,7 +226,7 @@ def table(rows: dict[str, dict[int, dict[str, float]]], steps: dict[str, dict[in
 
 def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("minutes", "methods", "real", "finetune_epochs", "finetune_lr", "finetune_batch_size", "finetune_limit",
-            "layer_decay", "eval_limit", "test_limit", "probe_warmup", "probe_steps", "override", "device")
+            "layer_decay", "finetune_head", "eval_limit", "test_limit", "probe_warmup", "probe_steps", "override", "device")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -246,7 +246,8 @@ def compare(args: argparse.Namespace) -> None:
              f"{args.probe_warmup} warm-up), seeds {', '.join(map(str, args.seeds))}"
              + (f", overrides {' '.join(args.override)}" if args.override else ""),
              f"fine-tuning (same for every model, random init included): {args.finetune_epochs} epochs, lr "
-             f"{args.finetune_lr:g}, batch {args.finetune_batch_size}, layer decay {args.layer_decay:g}, "
+             f"{args.finetune_lr:g}, batch {args.finetune_batch_size}, layer decay {args.layer_decay:g}, head "
+             f"{args.finetune_head}, "
              f"{args.finetune_limit or 60000} {REAL} training images (stratified, seeded by the seed), "
              f"{args.test_limit or 10000} test images",
              f"probes: k-NN (k=20) and linear on frozen features, {args.eval_limit or 60000} training images"]
@@ -328,6 +329,8 @@ def main() -> None:
     c.add_argument("--finetune-batch-size", type=int, default=128, help="(5000 images: 39 steps per epoch)")
     c.add_argument("--finetune-limit", type=int, default=5000,
                    help="Fashion-MNIST training images to fine-tune on (stratified; 0 = all 60000)")
+    c.add_argument("--finetune-head", default="linear", choices=["linear", "bn"],
+                   help="the fine-tuning head: linear, or bn (BatchNorm without affine, then linear; MAE's probe head)")
     c.add_argument("--layer-decay", type=float, default=1.0,
                    help="layer-wise lr decay of every fine-tune, random init included (default 1 = off)")
     c.add_argument("--eval-limit", type=int, default=10000,

@@ -122,6 +122,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", default=None, choices=["token", "avg"],
                    help="ViT features fed to the head: token (CLS) or avg (mean of the patch tokens, MAE's choice); "
                    "default: the run's model.pool")
+    p.add_argument("--head", default="linear", choices=["linear", "bn"],
+                   help="the new head: linear (default) or bn = BatchNorm without affine, then linear (MAE's probe "
+                   "head; standardises the features, which helps when they carry a large image-independent part)")
     p.add_argument("--no-augment", action="store_true", help="no random crop + flip")
     p.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "random"],
@@ -330,7 +333,7 @@ def cmd_finetune(args: argparse.Namespace) -> Path:
     settings = FinetuneSettings(
         epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, augment=not args.no_augment,
-        amp=not args.no_amp, seed=args.seed, layer_decay=args.layer_decay,
+        amp=not args.no_amp, seed=args.seed, layer_decay=args.layer_decay, head=args.head,
     )
     ckpt = resolve_checkpoint(args.checkpoint)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None

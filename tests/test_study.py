@@ -369,6 +369,33 @@ def test_probe_times_whole_echo_windows(tmp_path: Path, monkeypatch) -> None:
     assert seen[-1] == (15, 5)  # no echo: as asked
 
 
+def test_probe_of_a_pool_times_the_steps_after_its_rendering_epoch(tmp_path: Path, monkeypatch) -> None:
+    import synthsight.train.loop as loop
+    from synthsight.config import load_config
+    from synthsight.study.budget import probe, steps_for_budget
+
+    seen = []
+
+    def fake_pretrain(cfg, folder, progress=False):  # the pool's first epoch (steps 1-40) runs at half speed
+        seen.append((cfg.trainer.steps, cfg.trainer.warmup_steps))
+        folder.mkdir(parents=True)
+        bs = cfg.trainer.batch_size
+        rows = "".join(f"{s},{bs if s <= 40 else 2 * bs}\n" for s in range(1, cfg.trainer.steps + 1))
+        (folder / "train_log.csv").write_text("step,images_per_second\n" + rows)
+
+    monkeypatch.setattr(loop, "pretrain", fake_pretrain)
+    cfg = load_config("demo", TINY_BASE + ["data.pool=640", "trainer.batch_size=16"])  # 40 steps per epoch
+    got = probe(cfg, tmp_path / "p", warmup=5, steps=10)
+    assert seen == [(40 + 10, 40)]  # the timed steps come after the rendering epoch
+    assert got["steps_per_second"] == pytest.approx(2.0)
+    assert got["first_epoch"] == {"steps": 40, "steps_per_second": pytest.approx(1.0)}  # steps 6-40
+    # 1 minute: 40 steps take 40 s at 1 step/s, the other 20 s give 40 steps at 2 steps/s
+    assert steps_for_budget(1, 2.0, 40, 1.0) == 80 and steps_for_budget(1, 2.0) == 120
+    assert steps_for_budget(0.5, 2.0, 40, 1.0) == 30  # the budget ends inside the first epoch
+    probe(load_config("demo", TINY_BASE + ["data.pool=32", "trainer.batch_size=16"]), tmp_path / "q", 5, 10)
+    assert seen[-1] == (15, 5)  # a pool smaller than the warm-up: as asked
+
+
 def test_calibrated_rate_prefers_finished_runs() -> None:
     assert calibrated_rate(5.0, []) == 5.0
     assert calibrated_rate(5.0, [(100, 25.0), (300, 75.0)]) == 4.0  # total steps / total seconds

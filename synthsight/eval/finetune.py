@@ -31,6 +31,15 @@ from synthsight.models.preprocess import normalize_images
 from synthsight.schedules import warmup_cosine
 
 
+HEADS = ("linear", "bn")
+
+
+def make_head(kind: str, dim: int, num_classes: int) -> nn.Module:
+    """The classifier put on the backbone's features: see FinetuneSettings.head."""
+    linear = nn.Linear(dim, num_classes)
+    return linear if kind == "linear" else nn.Sequential(nn.BatchNorm1d(dim, affine=False), linear)
+
+
 @dataclass
 class FinetuneSettings:
     epochs: int = 10  # passes over the training split
@@ -45,6 +54,10 @@ class FinetuneSettings:
     # ViTs only: layer-wise lr decay (eval/layer_decay.py), block i of L trains at lr x layer_decay^(L - i), the
     # embeddings at lr x layer_decay^(L + 1), norm and head at lr; MAE fine-tuned with 0.65-0.75. 1 = off
     layer_decay: float = 1.0
+    # the new head on the pooled features: "linear", or "bn" = BatchNorm without affine parameters, then linear (MAE's
+    # probe head): standardises each feature over the batch, so a large image-independent component (short MAE runs'
+    # mean-pooled features carry one: docs/BENCHMARKS.md) does not swamp the head's gradient
+    head: str = "linear"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -58,6 +71,8 @@ class FinetuneSettings:
                 raise ValueError(f"finetune {name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.layer_decay <= 1:
             raise ValueError(f"finetune layer_decay must be in (0, 1], got {self.layer_decay}; 1 turns it off")
+        if self.head not in HEADS:
+            raise ValueError(f"finetune head must be one of {', '.join(HEADS)}, got {self.head!r}")
 
 
 @dataclass
@@ -111,7 +126,7 @@ def finetune(
         dim = net(normalize_images(train.images[:2].to(device))).shape[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.seed)
-        head = nn.Linear(dim, num_classes)
+        head = make_head(s.head, dim, num_classes)
     model = nn.Sequential(net, head).to(device=device, memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(layer_decay_groups(net, head, s.weight_decay, s.layer_decay), lr=s.lr)
 
@@ -165,6 +180,8 @@ def finetune(
         if bar is not None:
             bar.close()
     model.eval()
+    if s.head == "bn":
+        refresh_head_statistics(net, head[0], train.images, s.batch_size, device, s.amp)
     pred = predict(model, test.images, s.batch_size, device, s.amp)
     top1 = (pred == test.labels).float().mean().item()
     details = asdict(s)
@@ -175,6 +192,23 @@ def finetune(
                                      "seconds": round(time.perf_counter() - t0, 1)},
                             per_class=per_class_accuracy(pred, test.labels, num_classes))
     return FinetuneRun(result, history, model)
+
+
+def refresh_head_statistics(backbone: nn.Module, norm: nn.BatchNorm1d, images: torch.Tensor, batch_size: int,
+                            device: torch.device, amp: bool = True) -> None:
+    """Set the bn head's running mean and variance to those of the final backbone's features over the training
+    images: the running averages lag the features, which move with the backbone during fine-tuning (and a short
+    run's averages still remember their zero start)."""
+    total, total_sq, n = 0.0, 0.0, 0
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        for chunk in images.split(batch_size):
+            x = normalize_images(chunk.to(device)).contiguous(memory_format=torch.channels_last)
+            f = backbone(x).double()
+            total, total_sq, n = total + f.sum(0), total_sq + (f * f).sum(0), n + len(f)
+    mean = total / n
+    var = (total_sq / n - mean * mean).clamp_min(0) * n / max(n - 1, 1)
+    norm.running_mean.copy_(mean.to(norm.running_mean))
+    norm.running_var.copy_(var.to(norm.running_var))
 
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device, amp: bool = True

@@ -70,7 +70,9 @@ class ProtocolResult:
             )
         if self.protocol == "finetune":
             return (
-                f"full fine-tuning of backbone + linear head, AdamW (lr {s['lr']:g}, weight decay "
+                f"full fine-tuning of backbone + "
+                + ("BatchNorm (no affine) + linear head" if s.get("head") == "bn" else "linear head")
+                + f", AdamW (lr {s['lr']:g}, weight decay "
                 f"{s['weight_decay']:g}"
                 + (f", layer-wise lr decay {s['layer_decay']:g}" if s.get("layer_decay", 1) != 1 else "")
                 + f"), cosine schedule with {s['warmup_epochs']:g} warm-up epochs, "

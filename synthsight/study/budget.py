@@ -25,11 +25,24 @@ from synthsight.train.echo import stream_steps
 TOLERANCE = 0.10  # a run more than 10% over or under its wall-clock budget is flagged
 
 
-def steps_for_budget(minutes: float, steps_per_second: float) -> int:
-    """The number of steps that fill `minutes` at the measured speed (at least 1)."""
+def steps_for_budget(minutes: float, steps_per_second: float, first_steps: int = 0,
+                     first_rate: float | None = None) -> int:
+    """The number of steps that fill `minutes` at the measured speed (at least 1). A pooled recipe renders its pool
+    during its first `first_steps` steps, which run at `first_rate`; the steps after them at `steps_per_second`."""
     if minutes <= 0 or steps_per_second <= 0:
         raise ValueError(f"need minutes > 0 and steps_per_second > 0, got {minutes}, {steps_per_second}")
-    return max(1, int(minutes * 60 * steps_per_second))
+    seconds = minutes * 60
+    if first_steps and first_rate:
+        if seconds <= first_steps / first_rate:
+            return max(1, int(seconds * first_rate))
+        return first_steps + int((seconds - first_steps / first_rate) * steps_per_second)
+    return max(1, int(seconds * steps_per_second))
+
+
+def first_epoch_steps(cfg: Config) -> int:
+    """Steps of a pooled recipe's first epoch, which render the pool's images (later ones read them from memory,
+    ~1.5x faster for the demo recipe); 0 without a pool."""
+    return math.ceil(cfg.data.pool / cfg.trainer.batch_size) if cfg.data.pool else 0
 
 
 def steps_for_images(images: float, batch_size: int) -> int:
@@ -48,10 +61,10 @@ def calibrated_rate(probe_rate: float, runs: list[tuple[int, float]]) -> float:
     return steps / seconds if steps and seconds else probe_rate
 
 
-def probe_rate(rows: list[dict[str, Any]], warmup: int, batch_size: int) -> float:
-    """Steps per second over the train-log rows after the first `warmup` steps; each row is one step (log_every=1)
-    with its images_per_second (global batch / that step's seconds)."""
-    timed = [r for r in rows if int(r["step"]) > warmup]
+def probe_rate(rows: list[dict[str, Any]], warmup: int, batch_size: int, until: int | None = None) -> float:
+    """Steps per second over the train-log rows after the first `warmup` steps (up to step `until`); each row is one
+    step (log_every=1) with its images_per_second (global batch / that step's seconds)."""
+    timed = [r for r in rows if warmup < int(r["step"]) <= (until if until is not None else int(r["step"]))]
     if not timed:
         raise ValueError(f"the probe logged no step after its {warmup} warm-up steps")
     seconds = sum(batch_size / float(r["images_per_second"]) for r in timed)
@@ -86,25 +99,33 @@ def with_steps(cfg: Config, steps: int, checkpoints: int) -> Config:
 
 def probe(cfg: Config, folder: Path, warmup: int = 8, steps: int = 30) -> dict[str, Any]:
     """Measured steady-state steps/second of the real train loop on this recipe: `warmup` untimed steps (worker
-    start-up, the batches the data loader renders ahead), then `steps` timed ones. The folder is removed after."""
+    start-up, the batches the data loader renders ahead), then `steps` timed ones. A pooled recipe's first epoch
+    renders the pool, so its timed steps come after that epoch, and the steps of the epoch after the warm-up give
+    `first_epoch` (its steps and their speed) for steps_for_budget. The folder is removed after."""
     from synthsight.train.loop import pretrain
 
     echo = cfg.data.echo  # whole echo windows (one render per `echo` steps), as the run will train
+    first = first_epoch_steps(cfg)
     warmup, steps = stream_steps(warmup, echo) * echo, stream_steps(steps, echo) * echo
-    n = warmup + steps
+    settle = max(warmup, first)
+    n = settle + steps
     probe_cfg = config_from_dict(apply_overrides(cfg.to_dict(), [
         f"trainer.steps={n}", "trainer.log_every=1", f"trainer.checkpoint_every={n}",
-        f"trainer.warmup_steps={warmup}", "trainer.online_eval_every=0"]))
+        f"trainer.warmup_steps={settle}", "trainer.online_eval_every=0"]))
     shutil.rmtree(folder, ignore_errors=True)
     t0 = time.perf_counter()
     try:
         pretrain(probe_cfg, folder, progress=False)
         with open(folder / "train_log.csv") as f:
-            rate = probe_rate(list(csv.DictReader(f)), warmup, cfg.trainer.batch_size)
+            rows = list(csv.DictReader(f))
+        out: dict[str, Any] = {"steps_per_second": probe_rate(rows, settle, cfg.trainer.batch_size),
+                               "warmup": settle, "steps": steps}
+        if first > warmup:
+            out["first_epoch"] = {"steps": first, "steps_per_second": probe_rate(rows, warmup, cfg.trainer.batch_size,
+                                                                                  until=first)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return {"steps_per_second": rate, "warmup": warmup, "steps": steps,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {**out, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def log_seconds(path: Path, batch_size: int) -> float | None:

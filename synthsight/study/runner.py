@@ -154,7 +154,8 @@ class StudyRunner:
         rate = calibrated_rate(probes[key]["steps_per_second"], runs)
         info = {"key": key, **probes[key], "rate": rate,
                 "rate_from": f"{len(runs)} finished run(s) of the recipe" if runs else "probe"}
-        return steps_for_budget(cell.budget.value, rate), info
+        first = {} if runs else probes[key].get("first_epoch") or {}  # finished runs' rate has it in proportion
+        return steps_for_budget(cell.budget.value, rate, first.get("steps", 0), first.get("steps_per_second")), info
 
     def finished_runs(self, probe_key: str) -> list[tuple[int, float]]:
         """(steps, training seconds) of this study's finished minutes-budget runs of one recipe."""
