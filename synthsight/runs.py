@@ -52,10 +52,12 @@ def resolve_match(cfg: Config, run_dir: Path) -> tuple[Config, dict | None]:
     return matched, record.to_dict()  # written to run_dir/match.json and provenance once the run has trained
 
 
-def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
+def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
+                 stop_at: int | None = None) -> TrainResult:
     """Pretrain, then write train_summary.json, provenance.json and the sample grids, in that order: what `verify`
     needs first, optional pictures last (under torchrun: rank 0 only). The run folder stays locked throughout.
     With data.match, the stream is matched to the target first (resolve_match) and provenance records how.
+    `stop_at` pauses the run after that step (a checkpoint, no records yet: --resume finishes it).
 
     --resume of a finished run whose provenance.json is missing (the disk filled up after the last checkpoint)
     writes it and returns a result with `finished_before` set; with provenance.json present it is refused.
@@ -64,12 +66,12 @@ def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: boo
     with run_lock(run_dir) if main else contextlib.nullcontext():
         cfg, match = resolve_match(cfg, run_dir)  # data.match: the stream matched to the target images first
         try:
-            result = pretrain(cfg, run_dir, resume=resume, progress=progress)
+            result = pretrain(cfg, run_dir, resume=resume, progress=progress, stop_at=stop_at)
         except RunFinishedError as err:
             if not (main and resume and err.checkpoint is not None) or (Path(run_dir) / FILENAME).is_file():
                 raise
             return _write_missing_provenance(run_dir, err.checkpoint)
-        if not main:
+        if not main or result.steps < cfg.trainer.steps:  # paused (stop_at): records come with the last step
             return result
         _write_records(cfg, run_dir, result, match)
         write_samples(cfg, run_dir)

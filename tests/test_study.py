@@ -321,7 +321,7 @@ def test_minutes_budget_probes_once_and_records_the_check(real_set: Path, tmp_pa
 
     out = tmp_path / "study"
     data = study(real_set, random_init=False, reference=False, budget={"minutes": 0.02}, seeds=[0, 1],
-                 probe={"warmup": 1, "steps": 2})
+                 probe={"warmup": 1, "steps": 2, "replan_at": 0})  # the plan alone (re-planning: its own test)
     data["variations"] = data["variations"][:1]
     probes = []
     real_probe = runner.probe
@@ -345,6 +345,63 @@ def test_minutes_budget_probes_once_and_records_the_check(real_set: Path, tmp_pa
     (seed0 / "cell.json").write_text(json.dumps(record))
     run_study(parse_study(data), out, progress=False, log=lambda _: None)
     assert json.loads((seed1 / "cell.json").read_text())["steps"] == int(second["steps"])
+
+
+def test_replanned_steps_fill_the_budget_at_the_runs_own_speed(tmp_path: Path) -> None:
+    from synthsight.config import load_config
+    from synthsight.study.budget import replanned_steps
+
+    log = tmp_path / "train_log.csv"
+    # batch 16: a slow first interval (start-up, counted as time spent only), then 10 steps/s
+    log.write_text("step,images_per_second\n10,32\n" + "".join(f"{s},160\n" for s in range(20, 101, 10)))
+    cfg = load_config("demo", TINY_BASE + ["trainer.batch_size=16"])
+    got = replanned_steps(log, cfg, budget_seconds=60)
+    assert got["at_step"] == 100 and got["seconds"] == pytest.approx(5 + 9)
+    assert got["steps_per_second"] == pytest.approx(10) and got["steps"] == 100 + 460  # 46 s left at 10 steps/s
+    # a pool's first epoch (steps 1-40) renders: after a pause it renders again at the speed it had
+    log.write_text("step,images_per_second\n10,32\n" + "".join(
+        f"{s},{80 if s <= 40 else 160}\n" for s in range(20, 101, 10)))
+    pooled = load_config("demo", TINY_BASE + ["trainer.batch_size=16", "data.pool=640"])
+    got = replanned_steps(log, pooled, budget_seconds=60)
+    assert got["first_epoch_steps_per_second"] == pytest.approx(5) and got["seconds"] == pytest.approx(5 + 6 + 6)
+    assert got["steps"] == 100 + 40 + int((60 - 17 - 8) * 10)  # 40 steps in 8 s, then 10 steps/s
+    assert replanned_steps(log, cfg, budget_seconds=10)["steps"] == 101  # over budget already: one more step
+
+
+def test_minutes_run_pauses_replans_and_resumes_with_its_split(real_set: Path, tmp_path: Path, monkeypatch) -> None:
+    import synthsight.runs
+    import synthsight.study.runner as runner
+
+    out = tmp_path / "study"
+    data = study(real_set, random_init=False, reference=False, budget={"minutes": 0.05},
+                 probe={"warmup": 1, "steps": 2, "replan_at": 0.2}, base={"preset": "demo", "overrides": TINY_BASE})
+    data["variations"] = data["variations"][:1]
+    monkeypatch.setattr(runner, "probe", lambda *a, **k: {"steps_per_second": 100.0, "warmup": 1, "steps": 2,
+                                                          "seconds": 0.1})  # plans 300 steps
+    calls = []
+    real = synthsight.runs.pretrain_run
+
+    def recording(cfg, run_dir, resume=False, progress=True, stop_at=None):
+        calls.append((cfg.trainer.steps, stop_at, resume, cfg.trainer.workers, cfg.trainer.threads))
+        return real(cfg, run_dir, resume=resume, progress=progress, stop_at=stop_at)
+
+    monkeypatch.setattr(synthsight.runs, "pretrain_run", recording)
+    run_study(parse_study(data), out, progress=False, log=lambda _: None)
+    (folder,) = (out / "runs").iterdir()
+    cell = json.loads((folder / "cell.json").read_text())
+    assert calls[0][:3] == (300, 60, False) and cell["replan"]["at_step"] == 60
+    steps = cell["replan"]["steps"]
+    assert calls[1][:3] == (steps, None, True) and cell["steps"] == steps and not cell["resumed"]
+    assert json.loads((folder / "replan.json").read_text())["steps"] == steps
+    assert json.loads((folder / "config.json").read_text())["trainer"]["steps"] == steps
+    with open(folder / "train_log.csv") as f:
+        assert int(list(csv.DictReader(f))[-1]["step"]) == steps
+    # a started run goes on with the worker/thread split trainer.split=auto chose at its start (in config.json)
+    r = runner.StudyRunner(parse_study(data), out, progress=False)
+    cell_plan = r.plan.cells[0]
+    started = {"trainer": {"workers": 1, "threads": 2}}  # the cell itself says 0 and 1
+    cfg = r.run_config(cell_plan, 500, started)
+    assert (cfg.trainer.workers, cfg.trainer.threads, cfg.trainer.steps) == (1, 2, 500)
 
 
 def test_probe_times_whole_echo_windows(tmp_path: Path, monkeypatch) -> None:

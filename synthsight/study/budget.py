@@ -71,6 +71,34 @@ def probe_rate(rows: list[dict[str, Any]], warmup: int, batch_size: int, until: 
     return len(timed) / seconds
 
 
+def replanned_steps(log: Path, cfg: Config, budget_seconds: float) -> dict[str, Any]:
+    """Total steps for a run paused part-way (train_log.csv in `log` up to its last step) so that it fills
+    `budget_seconds`: the steps done, plus what the rest of the budget holds at the speeds the run itself measured:
+    a pooled recipe's first epoch (which renders the pool, and will again after the pause) at its own speed, the
+    steps after it at theirs. The first logged interval (start-up) counts in the seconds spent, not in the speeds."""
+    with open(log) as f:
+        rows = [(int(r["step"]), float(r["images_per_second"] or 0)) for r in csv.DictReader(f)]
+    batch, first = cfg.trainer.batch_size, first_epoch_steps(cfg)
+    done, spent, last = rows[-1][0], 0.0, 0
+    timed = {"first": [0, 0.0], "after": [0, 0.0]}  # steps, seconds
+    for i, (step, ips) in enumerate(rows):
+        seconds = (step - last) * batch / ips if ips > 0 else 0.0
+        spent += seconds
+        if i > 0 and ips > 0:
+            part = timed["first" if step <= first else "after"]
+            part[0], part[1] = part[0] + step - last, part[1] + seconds
+        last = step
+    rate = {k: n / sec for k, (n, sec) in timed.items() if n and sec > 0}
+    steady = rate.get("after") or rate.get("first")
+    if steady is None:
+        raise ValueError(f"{log}: too few logged steps to measure the run's speed")
+    left = budget_seconds - spent
+    more = steps_for_budget(left / 60, steady, first, rate.get("first")) if left > 0 else 0
+    return {"at_step": done, "seconds": round(spent, 2), "steps_per_second": round(steady, 4),
+            "first_epoch_steps_per_second": round(rate["first"], 4) if "first" in rate else None,
+            "steps": done + max(1, more)}
+
+
 def budget_flag(seconds: float | None, budget_seconds: float | None, tolerance: float = TOLERANCE) -> str:
     """'over' / 'under' when the measured training seconds miss the budget by more than `tolerance` (relative),
     'ok' within it, '' when there is no wall-clock budget (an images budget) or nothing was measured."""

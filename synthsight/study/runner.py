@@ -38,8 +38,8 @@ from tqdm import tqdm
 from synthsight.checkpoint import write_text_atomic
 from synthsight.config import EvalConfig, config_from_dict
 from synthsight.run_lock import run_lock
-from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, probe, steps_for_budget,
-                                     steps_for_images, with_steps)
+from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, probe, replanned_steps,
+                                     steps_for_budget, steps_for_images, with_steps)
 from synthsight.study.spec import Cell, EvalSet, Plan, StudySpec, cell_key, expand, select, slug
 
 Selection = tuple[list[str] | None, list[int] | None]  # (variation names, seeds) to run; None: all
@@ -168,6 +168,14 @@ class StudyRunner:
 
     # ------------------------------------------------------------------------------------------- cells
 
+    def run_config(self, cell: Cell, steps: int, started: dict[str, Any] | None) -> Any:
+        """The cell's config for `steps` steps; a run that has started keeps the worker/thread split it trained with
+        (trainer.split=auto probes only at the start and writes its choice into config.json)."""
+        values = json.loads(json.dumps(cell.config))
+        if started:
+            values["trainer"].update({k: started["trainer"][k] for k in ("workers", "threads")})
+        return with_steps(config_from_dict(values), steps, self.spec.checkpoints)
+
     def train(self, cell: Cell, folder: Path) -> dict[str, Any]:
         """Pretrain the cell into `folder` (continuing from a checkpoint when there is one); its cell.json."""
         from synthsight.runs import pretrain_run
@@ -182,8 +190,9 @@ class StudyRunner:
         started = _json(folder / "config.json") if resume else None
         if started:  # a run part-way through keeps its schedule, whatever the rate says now
             steps = int(started["trainer"]["steps"])
-        cfg = with_steps(config_from_dict(cell.config), steps, self.spec.checkpoints)
+        cfg = self.run_config(cell, steps, started)
         t0 = time.perf_counter()
+        replan = None
         if latest is not None and int(latest.name.split("-")[1]) >= steps:  # killed after the last checkpoint
             from synthsight.provenance import write_provenance
             from synthsight.runs import write_samples
@@ -192,8 +201,19 @@ class StudyRunner:
             write_provenance(cfg, folder, latest)
             loop_seconds = 0.0
         else:
+            loop_seconds = 0.0
+            pause = round(steps * self.spec.replan_at) if cell.budget.unit == "minutes" and not resume else 0
+            if 0 < pause < steps:  # equal wall-clock enforced: the run re-plans its steps at the speed it measures
+                loop_seconds = pretrain_run(cfg, folder, progress=self.progress, stop_at=pause).seconds
+                replan = replanned_steps(folder / "train_log.csv", cfg, cell.budget.seconds)
+                self.log(f"{self.describe(cell)}: {steps} steps planned, {replan['at_step']} done in "
+                         f"{replan['seconds']:.0f} s at {replan['steps_per_second']:.2f} steps/s: "
+                         f"{replan['steps']} steps fill the budget")
+                write_text_atomic(folder / "replan.json", json.dumps(replan, indent=1))
+                steps, resume = replan["steps"], True
+                cfg = self.run_config(cell, steps, _json(folder / "config.json"))
             result = pretrain_run(cfg, folder, resume=resume, progress=self.progress)
-            loop_seconds = result.seconds
+            loop_seconds += result.seconds
         self.timings.train_loop += loop_seconds
         self.timings.pretrain_other += time.perf_counter() - t0 - loop_seconds
         seconds = log_seconds(folder / "train_log.csv", cfg.trainer.batch_size) if resume else loop_seconds
@@ -204,7 +224,8 @@ class StudyRunner:
             "images_seen": steps * cfg.trainer.batch_size, "train_seconds": round(seconds, 2),
             "budget_seconds": budget_seconds,
             "budget_ratio": round(seconds / budget_seconds, 4) if budget_seconds else None,
-            "budget_flag": budget_flag(seconds, budget_seconds), "resumed": resume, "probe": probe_info,
+            "budget_flag": budget_flag(seconds, budget_seconds), "resumed": resume and replan is None,
+            "probe": probe_info, "replan": replan or _json(folder / "replan.json"),
             "pretrained_on": f"real images: {cfg.data.real}" if cfg.data.real else ", ".join(cfg.data.families),
             "status": "done",
         }

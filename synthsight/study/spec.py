@@ -16,6 +16,7 @@ A study file (YAML; examples in configs/studies/):
         photos: {data: photos}
     reference: true                        # per variation, the same recipe on each set's training images
     random_init: true                      # random init of each architecture and seed, evaluated on every set
+    probe: {warmup: 8, steps: 30, replan_at: 0.1}   # minutes budgets: speed probe; re-plan after 10% of the steps
     variations:                            # a list of {name, set: {dotted key: value}} ...
       - {name: dead leaves, set: {data.families: [dead_leaves/mixed]}}
     grid:                                  # ... and/or a grid: every combination (crossed with the list)
@@ -112,6 +113,9 @@ class StudySpec:
     random_init: bool = True  # random init baselines
     probe_warmup: int = 8  # untimed steps of a speed probe (minutes budgets only)
     probe_steps: int = 30  # timed steps of a speed probe (~5 s of the demo recipe)
+    # minutes budgets: the run pauses after this fraction of its planned steps and re-plans its total at the speed it
+    # measured itself (the host's speed drifts 1.3x within an hour; a probe or an earlier run cannot know); 0 = off
+    replan_at: float = 0.1
     checkpoints: int = 4  # checkpoints per run (resume points); one is always written at the end
     eval_threads: int = 0  # torch threads for evaluation; 0 = all cores (no generation worker runs then)
     baseline: str = ""  # the variation per-class differences are taken against (default: the first)
@@ -273,7 +277,8 @@ def parse_study(data: dict[str, Any], name: str = "study") -> StudySpec:
         variations=_variations(data), seeds=seeds, budgets=_budgets(data["budget"]), sets=sets,
         protocols=protocols, reference=bool(data.get("reference", True)),
         random_init=bool(data.get("random_init", True)), probe_warmup=int(probe.get("warmup", 8)),
-        probe_steps=int(probe.get("steps", 30)), checkpoints=int(data.get("checkpoints", 4)),
+        probe_steps=int(probe.get("steps", 30)), replan_at=float(probe.get("replan_at", 0.1)),
+        checkpoints=int(data.get("checkpoints", 4)),
         eval_threads=int(data.get("eval_threads", 0)), source=copy.deepcopy(data),
     )
     spec.baseline = str(data.get("baseline") or spec.variations[0].name)
@@ -282,6 +287,9 @@ def parse_study(data: dict[str, Any], name: str = "study") -> StudySpec:
                          f"{', '.join(v.name for v in spec.variations)}")
     if spec.probe_steps < 1 or spec.probe_warmup < 0 or spec.checkpoints < 1 or spec.eval_threads < 0:
         raise StudyError("need probe.steps >= 1, probe.warmup >= 0, checkpoints >= 1 and eval_threads >= 0")
+    if not 0 <= spec.replan_at < 0.5:
+        raise StudyError(f"probe.replan_at must be in [0, 0.5) (a fraction of the planned steps; 0 turns re-planning "
+                         f"off), got {spec.replan_at}")
     return spec
 
 

@@ -325,19 +325,23 @@ def run_header(cfg: Config, run_dir: Path, device: torch.device, world_size: int
             f"run folder {run_dir}")
 
 
-def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainResult:
+def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
+             stop_at: int | None = None) -> TrainResult:
     """Train cfg.method on the synthetic stream for cfg.trainer.steps steps; checkpoints go to run_dir.
+    `stop_at`: pause after that step with a checkpoint (the schedule still spans trainer.steps); --resume goes on,
+    with the same or another trainer.steps (the study harness re-plans a wall-clock budget so).
 
     Under torchrun every process calls this; rank 0's run_dir is used, and only rank 0 logs, writes and holds the
     run folder's lock (RunLockedError when another process holds it).
     """
     with distributed_session(cfg.trainer.device) as ctx, contextlib.ExitStack() as held:
-        return _pretrain(cfg, Path(run_dir), resume, progress, ctx, held)
+        return _pretrain(cfg, Path(run_dir), resume, progress, ctx, held, stop_at)
 
 
 def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: DistContext,
-              held: contextlib.ExitStack) -> TrainResult:
+              held: contextlib.ExitStack, stop_at: int | None = None) -> TrainResult:
     t = cfg.trainer
+    end = min(t.steps, stop_at) if stop_at else t.steps  # the last step this call trains
     per_rank = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
     device = ctx.device
     build_generators(cfg)  # a bad family or method option fails here, before the run folder is touched
@@ -369,6 +373,8 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     if start >= t.steps:
         raise RunFinishedError(f"{run_dir} already finished {start} of {t.steps} steps; raise trainer.steps to go on",
                                last_ckpt)
+    if start >= end:
+        raise ValueError(f"stop_at={stop_at}: {run_dir} is already at step {start}")
     on_main(ctx, prepare_run_dir, run_dir, cfg, resume)
     on_main(ctx, remove_stale_temporaries, run_dir)
     broadcast_module(ctx, method)  # every rank starts from rank 0's weights
@@ -404,7 +410,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     postfix: dict[str, str] = {}
     if online is not None and progress:
         tqdm.write(online.describe(), file=sys.stderr)
-    for step in range(start, t.steps):
+    for step in range(start, end):
         lr = warmup_cosine(step, t.steps, t.lr, t.warmup_steps, t.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -453,7 +459,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
         except CollapseError:  # (rank 0) keep the figures of the collapsed checks; resume reads up to its checkpoint
             _write_log(log_path, rows)
             raise
-        if ctx.is_main and (done % t.log_every == 0 or done == t.steps or columns):
+        if ctx.is_main and (done % t.log_every == 0 or done == end or columns):
             now = time.perf_counter()
             ips = (done - tick_step) * t.batch_size / max(now - tick, 1e-9)
             tick, tick_step = now, done
@@ -469,7 +475,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
         due = done % t.checkpoint_every == 0
         if due and monitor is not None:  # no checkpoint while the collapse alarm counts collapsed checks (but the
             due = broadcast_int(ctx, monitor.streak) == 0  # last), so the newest stays the last good one to resume
-        if due or done == t.steps:
+        if due or done == end:
             average_buffers(ctx, method)  # BatchNorm statistics of the global stream, the same on every rank
             bad = nonfinite_entries(method.state_dict())  # the same on every rank: all stop together
             if bad:  # never saved: the newest checkpoint stays the last one training can go on from
@@ -487,5 +493,5 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     if board is not None:
         board.close()
     seconds = time.perf_counter() - t0
-    return TrainResult(run_dir, t.steps, loss_value, seconds, (t.steps - start) * t.batch_size / seconds, last_ckpt,
+    return TrainResult(run_dir, end, loss_value, seconds, (end - start) * t.batch_size / seconds, last_ckpt,
                        skipped, checks)
