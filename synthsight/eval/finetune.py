@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsight.eval.data import LabeledImages
+from synthsight.eval.features import extract_features
 from synthsight.eval.layer_decay import layer_decay_groups
 from synthsight.eval.result import ProtocolResult, per_class_accuracy
 from synthsight.models.preprocess import normalize_images
@@ -199,16 +200,9 @@ def refresh_head_statistics(backbone: nn.Module, norm: nn.BatchNorm1d, images: t
     """Set the bn head's running mean and variance to those of the final backbone's features over the training
     images: the running averages lag the features, which move with the backbone during fine-tuning (and a short
     run's averages still remember their zero start)."""
-    total, total_sq, n = 0.0, 0.0, 0
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        for chunk in images.split(batch_size):
-            x = normalize_images(chunk.to(device)).contiguous(memory_format=torch.channels_last)
-            f = backbone(x).double()
-            total, total_sq, n = total + f.sum(0), total_sq + (f * f).sum(0), n + len(f)
-    mean = total / n
-    var = (total_sq / n - mean * mean).clamp_min(0) * n / max(n - 1, 1)
-    norm.running_mean.copy_(mean.to(norm.running_mean))
-    norm.running_var.copy_(var.to(norm.running_var))
+    features = extract_features(backbone, images, batch_size, device, amp).double()
+    norm.running_mean.copy_(features.mean(0).to(norm.running_mean))
+    norm.running_var.copy_(features.var(0, unbiased=True).to(norm.running_var))
 
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device, amp: bool = True

@@ -76,18 +76,13 @@ def replanned_steps(log: Path, cfg: Config, budget_seconds: float) -> dict[str, 
     `budget_seconds`: the steps done, plus what the rest of the budget holds at the speeds the run itself measured:
     a pooled recipe's first epoch (which renders the pool, and will again after the pause) at its own speed, the
     steps after it at theirs. The first logged interval (start-up) counts in the seconds spent, not in the speeds."""
-    with open(log) as f:
-        rows = [(int(r["step"]), float(r["images_per_second"] or 0)) for r in csv.DictReader(f)]
-    batch, first = cfg.trainer.batch_size, first_epoch_steps(cfg)
-    done, spent, last = rows[-1][0], 0.0, 0
+    intervals, first = log_intervals(log, cfg.trainer.batch_size), first_epoch_steps(cfg)
+    done, spent = intervals[-1][0], sum(seconds for _, _, seconds in intervals)
     timed = {"first": [0, 0.0], "after": [0, 0.0]}  # steps, seconds
-    for i, (step, ips) in enumerate(rows):
-        seconds = (step - last) * batch / ips if ips > 0 else 0.0
-        spent += seconds
-        if i > 0 and ips > 0:
+    for step, steps, seconds in intervals[1:]:
+        if seconds > 0:
             part = timed["first" if step <= first else "after"]
-            part[0], part[1] = part[0] + step - last, part[1] + seconds
-        last = step
+            part[0], part[1] = part[0] + steps, part[1] + seconds
     rate = {k: n / sec for k, (n, sec) in timed.items() if n and sec > 0}
     steady = rate.get("after") or rate.get("first")
     if steady is None:
@@ -156,17 +151,16 @@ def probe(cfg: Config, folder: Path, warmup: int = 8, steps: int = 30) -> dict[s
     return {**out, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def log_seconds(path: Path, batch_size: int) -> float | None:
-    """Training seconds of the logged steps, from train_log.csv (each row: log_every steps at images_per_second);
-    used for a run that was resumed, whose summary counts only its last part."""
-    if not path.is_file():
-        return None
+def log_intervals(path: Path, batch_size: int) -> list[tuple[int, int, float]]:
+    """(step, steps since the row before, their seconds) per row of train_log.csv (each row: the steps since the
+    last row at images_per_second; seconds 0 where no speed was logged)."""
     with open(path) as f:
-        rows = list(csv.DictReader(f))
-    total, last = 0.0, 0
-    for row in rows:
-        step, ips = int(row["step"]), float(row["images_per_second"] or 0)
-        if ips > 0:
-            total += (step - last) * batch_size / ips
-        last = step
-    return total
+        rows = [(int(r["step"]), float(r["images_per_second"] or 0)) for r in csv.DictReader(f)]
+    return [(step, step - last, (step - last) * batch_size / ips if ips > 0 else 0.0)
+            for (step, ips), (last, _) in zip(rows, [(0, 0.0)] + rows)]
+
+
+def log_seconds(path: Path, batch_size: int) -> float | None:
+    """Training seconds of the logged steps, from train_log.csv; used for a run that was resumed, whose summary
+    counts only its last part."""
+    return sum((seconds for _, _, seconds in log_intervals(path, batch_size)), 0.0) if path.is_file() else None

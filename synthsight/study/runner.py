@@ -192,16 +192,14 @@ class StudyRunner:
             steps = int(started["trainer"]["steps"])
         cfg = self.run_config(cell, steps, started)
         t0 = time.perf_counter()
-        replan = None
+        replan, loop_seconds = None, 0.0
         if latest is not None and int(latest.name.split("-")[1]) >= steps:  # killed after the last checkpoint
             from synthsight.provenance import write_provenance
             from synthsight.runs import write_samples
 
             write_samples(cfg, folder)
             write_provenance(cfg, folder, latest)
-            loop_seconds = 0.0
         else:
-            loop_seconds = 0.0
             pause = round(steps * self.spec.replan_at) if cell.budget.unit == "minutes" and not resume else 0
             if 0 < pause < steps:  # equal wall-clock enforced: the run re-plans its steps at the speed it measures
                 loop_seconds = pretrain_run(cfg, folder, progress=self.progress, stop_at=pause).seconds

@@ -407,11 +407,11 @@ def select(plan: Plan, variations: list[str] | None = None, seeds: list[int] | N
     if unknown:
         raise StudyError(f"--variations: no variation named {', '.join(map(repr, unknown))}; the study has: "
                          f"{', '.join(map(repr, known))}")
-    missing = [s for s in seeds or [] if s not in {u.seed for u in plan.uses}]
+    all_seeds = sorted({u.seed for u in plan.uses})
+    missing = [s for s in seeds or [] if s not in all_seeds]
     if missing:
         raise StudyError(f"--seeds: the study has no seed {', '.join(map(str, missing))}; its seeds: "
-                         f"{', '.join(map(str, sorted({u.seed for u in plan.uses})))}")
+                         f"{', '.join(map(str, all_seeds))}")
     keys = {u.key for u in plan.uses if (variations is None or u.variation in variations)
             and (seeds is None or u.seed in seeds)}
     return [c for c in plan.cells if c.key in keys]
-
