@@ -202,7 +202,9 @@ def write_provenance(cfg: Config, run_dir: Path, checkpoint: Path, world_size: i
                      match: dict[str, Any] | None = None) -> Path:
     """Write run_dir/provenance.json for the run's final checkpoint (with `match`: how data.match chose the
     stream); returns its path."""
-    record = build_provenance(cfg, run_dir, [Path(checkpoint) / FILES[0]], world_size)
+    steps_done = read_meta(checkpoint).get("step")  # trainer.minutes: fewer than trainer.steps
+    record = build_provenance(cfg, run_dir, [Path(checkpoint) / FILES[0]], world_size,
+                              int(steps_done) if steps_done is not None else None)
     if match is not None:  # the target's figures and the choice they made: the only use of the target images
         record["match"] = match
     path = Path(run_dir) / FILENAME

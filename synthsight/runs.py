@@ -71,7 +71,7 @@ def pretrain_run(cfg: Config, run_dir: Path, resume: bool = False, progress: boo
             if not (main and resume and err.checkpoint is not None) or (Path(run_dir) / FILENAME).is_file():
                 raise
             return _write_missing_provenance(run_dir, err.checkpoint)
-        if not main or result.steps < cfg.trainer.steps:  # paused (stop_at): records come with the last step
+        if not main or result.paused:  # paused (stop_at): records come with the last step
             return result
         _write_records(cfg, run_dir, result, match)
         write_samples(cfg, run_dir)

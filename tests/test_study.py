@@ -321,7 +321,8 @@ def test_minutes_budget_probes_once_and_records_the_check(real_set: Path, tmp_pa
 
     out = tmp_path / "study"
     data = study(real_set, random_init=False, reference=False, budget={"minutes": 0.02}, seeds=[0, 1],
-                 probe={"warmup": 1, "steps": 2, "replan_at": 0})  # the plan alone (re-planning: its own test)
+                 probe={"warmup": 1, "steps": 2, "replan_at": 0},  # the plan alone (re-planning: its own test)
+                 schedule="steps")
     data["variations"] = data["variations"][:1]
     probes = []
     real_probe = runner.probe
@@ -345,6 +346,30 @@ def test_minutes_budget_probes_once_and_records_the_check(real_set: Path, tmp_pa
     (seed0 / "cell.json").write_text(json.dumps(record))
     run_study(parse_study(data), out, progress=False, log=lambda _: None)
     assert json.loads((seed1 / "cell.json").read_text())["steps"] == int(second["steps"])
+
+
+def test_a_minutes_run_trains_on_the_clock_within_its_step_bound(real_set: Path, tmp_path: Path, monkeypatch) -> None:
+    import synthsight.study.runner as runner
+
+    out = tmp_path / "study"
+    data = study(real_set, random_init=False, reference=False, budget={"minutes": 0.05}, probe={"warmup": 1, "steps": 2})
+    data["variations"] = data["variations"][:1]
+    monkeypatch.setattr(runner, "probe", lambda *a, **k: {"steps_per_second": 500.0, "warmup": 1, "steps": 2,
+                                                          "seconds": 0.1})  # plans 1,500 steps: far too many
+    run_study(parse_study(data), out, progress=False, log=lambda _: None)
+    (folder,) = (out / "runs").iterdir()
+    cell = json.loads((folder / "cell.json").read_text())
+    trainer = json.loads((folder / "config.json").read_text())["trainer"]
+    assert cell["schedule"] == "time" and trainer["minutes"] == 0.05 and trainer["steps"] == cell["step_bound"] == 3000
+    assert trainer["checkpoint_every"] == 1500 // 4  # 4 checkpoints within the planned steps
+    assert 0 < cell["steps"] < 1500 and cell["budget_flag"] == "ok"  # the clock ended it, not the plan
+    with open(folder / "train_log.csv") as f:
+        assert int(list(csv.DictReader(f))[-1]["step"]) == cell["steps"]
+    latest = folder / "checkpoints" / f"step-{cell['steps']:06d}"
+    cfg = runner.config_from_dict(json.loads((folder / "config.json").read_text()))
+    assert runner._finished(latest, cfg)  # a study killed after this checkpoint does not train the run again
+    cfg.trainer.minutes = 1.0
+    assert not runner._finished(latest, cfg)
 
 
 def test_replanned_steps_fill_the_budget_at_the_runs_own_speed(tmp_path: Path) -> None:
@@ -374,7 +399,8 @@ def test_minutes_run_pauses_replans_and_resumes_with_its_split(real_set: Path, t
 
     out = tmp_path / "study"
     data = study(real_set, random_init=False, reference=False, budget={"minutes": 0.05},
-                 probe={"warmup": 1, "steps": 2, "replan_at": 0.2}, base={"preset": "demo", "overrides": TINY_BASE})
+                 probe={"warmup": 1, "steps": 2, "replan_at": 0.2}, base={"preset": "demo", "overrides": TINY_BASE},
+                 schedule="steps")
     data["variations"] = data["variations"][:1]
     monkeypatch.setattr(runner, "probe", lambda *a, **k: {"steps_per_second": 100.0, "warmup": 1, "steps": 2,
                                                           "seconds": 0.1})  # plans 300 steps

@@ -67,17 +67,18 @@ def _data(cfg: Config, provenance: dict[str, Any] | None) -> list[str]:
     d = (provenance or {}).get("data", {})
     gens = d.get("generators") or []
     t = cfg.trainer
+    steps = (provenance or {}).get("training", {}).get("steps_done", t.steps)  # below t.steps with trainer.minutes
     if cfg.data.real:  # the real-data reference run (data.real): no generator made its images
         return ["## Training data: real images", "", f"The training split of `{cfg.data.real}` (labels unused), in a "
-                f"seeded order per epoch (`data.seed={cfg.data.seed}`): **{t.steps * t.batch_size:,}** images seen "
-                f"({t.steps} steps x global batch {t.batch_size}). No synthetic images were used.", ""]
+                f"seeded order per epoch (`data.seed={cfg.data.seed}`): **{steps * t.batch_size:,}** images seen "
+                f"({steps} steps x global batch {t.batch_size}). No synthetic images were used.", ""]
     lines = ["## Training data: procedurally generated images only", "",
              "| family | variant | render size | generator version |", "|---|---|---|---|"]
     lines += [f"| {g['family']} | {g['variant']} | {g['size']} px | {g['version']} |" for g in gens]
     weights = cfg.data.weights or "equal"
     lines += ["", f"Stream seed `data.seed={cfg.data.seed}`, family weights {weights}, augmentation/initialisation seed "
-              f"`trainer.seed={t.seed}`. Images seen: **{t.steps * t.batch_size:,}** ({t.steps} steps x global batch "
-              f"{t.batch_size}), image indices {d.get('image_ranges', [[0, t.steps * t.batch_size]])} of the stream. "
+              f"`trainer.seed={t.seed}`. Images seen: **{steps * t.batch_size:,}** ({steps} steps x global batch "
+              f"{t.batch_size}), image indices {d.get('image_ranges', [[0, steps * t.batch_size]])} of the stream. "
               "Image i is a pure function of (family, config, seed, i), so every one can be regenerated.", ""]
     return lines
 

@@ -1,9 +1,10 @@
 """Budgets: minutes or images per run -> steps, a speed probe of the real train loop, and the over/under flag.
 
-Equal wall-clock is planned by a probe and then checked: a minutes budget becomes trainer.steps = budget x the
-steady-state steps/second that a short run of the same recipe measured (so the warm-up + cosine schedule still
-spans the whole run: a time limit inside the loop would cut it short), and after training the measured seconds
-are compared with the budget; more than TOLERANCE off either way is flagged beside the result.
+Equal wall-clock is enforced by the clock: a minutes budget becomes trainer.minutes (the run trains that long and
+its warm-up + cosine schedule follows the share of the budget spent), with trainer.steps = TIME_CAP x the steps a
+speed probe plans as its bound (`on_the_clock`). A study with `schedule: steps` trains the planned steps instead
+(budget x the steady-state steps/second a short run of the same recipe measured, re-planned part-way). After
+training the measured seconds are compared with the budget; more than TOLERANCE off either way is flagged.
 
 Example:
     >>> steps_for_budget(5, 2.0)              # 600 steps fill 5 minutes at 2 steps/s
@@ -23,6 +24,7 @@ from synthsight.config import Config, apply_overrides, config_from_dict
 from synthsight.train.echo import stream_steps
 
 TOLERANCE = 0.10  # a run more than 10% over or under its wall-clock budget is flagged
+TIME_CAP = 2.0  # a run on the clock (trainer.minutes) may take up to this many times its planned steps
 
 
 def steps_for_budget(minutes: float, steps_per_second: float, first_steps: int = 0,
@@ -118,6 +120,15 @@ def schedule_overrides(cfg: Config, steps: int, checkpoints: int) -> list[str]:
 
 def with_steps(cfg: Config, steps: int, checkpoints: int) -> Config:
     return config_from_dict(apply_overrides(cfg.to_dict(), schedule_overrides(cfg, steps, checkpoints)))
+
+
+def on_the_clock(cfg: Config, planned: int, minutes: float, checkpoints: int) -> Config:
+    """cfg trained for `minutes` of its loop (trainer.minutes), the schedule following the clock: trainer.steps =
+    TIME_CAP x the `planned` steps bounds it, the warm-up keeps the config's share of the run, and `checkpoints`
+    checkpoints fall within the planned steps."""
+    cap = math.ceil(planned * TIME_CAP)
+    overrides = schedule_overrides(cfg, cap, round(checkpoints * TIME_CAP)) + [f"trainer.minutes={minutes}"]
+    return config_from_dict(apply_overrides(cfg.to_dict(), overrides))
 
 
 def probe(cfg: Config, folder: Path, warmup: int = 8, steps: int = 30) -> dict[str, Any]:

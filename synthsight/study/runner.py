@@ -35,10 +35,10 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from synthsight.checkpoint import write_text_atomic
+from synthsight.checkpoint import read_meta, write_text_atomic
 from synthsight.config import EvalConfig, config_from_dict
 from synthsight.run_lock import run_lock
-from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, probe, replanned_steps,
+from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, on_the_clock, probe, replanned_steps,
                                      steps_for_budget, steps_for_images, with_steps)
 from synthsight.study.spec import Cell, EvalSet, Plan, StudySpec, cell_key, expand, select, slug
 
@@ -168,12 +168,19 @@ class StudyRunner:
 
     # ------------------------------------------------------------------------------------------- cells
 
-    def run_config(self, cell: Cell, steps: int, started: dict[str, Any] | None) -> Any:
-        """The cell's config for `steps` steps; a run that has started keeps the worker/thread split it trained with
-        (trainer.split=auto probes only at the start and writes its choice into config.json)."""
+    def run_config(self, cell: Cell, steps: int, started: dict[str, Any] | None, timed: bool = False) -> Any:
+        """The cell's config for `steps` planned steps, on the clock of its minutes budget when `timed`; a run that
+        has started keeps its schedule and the worker/thread split it trained with (trainer.split=auto probes only at
+        the start and writes its choice into config.json)."""
         values = json.loads(json.dumps(cell.config))
         if started:
             values["trainer"].update({k: started["trainer"][k] for k in ("workers", "threads")})
+            if timed:  # its config.json holds the bound it started with
+                values["trainer"].update({k: started["trainer"][k] for k in ("steps", "warmup_steps",
+                                                                              "checkpoint_every", "minutes")})
+                return config_from_dict(values)
+        if timed:
+            return on_the_clock(config_from_dict(values), steps, cell.budget.value, self.spec.checkpoints)
         return with_steps(config_from_dict(values), steps, self.spec.checkpoints)
 
     def train(self, cell: Cell, folder: Path) -> dict[str, Any]:
@@ -188,19 +195,21 @@ class StudyRunner:
         resume = latest is not None or (folder / "checkpoints" / "latest").exists()
         steps, probe_info = self.steps(cell)
         started = _json(folder / "config.json") if resume else None
-        if started:  # a run part-way through keeps its schedule, whatever the rate says now
-            steps = int(started["trainer"]["steps"])
-        cfg = self.run_config(cell, steps, started)
+        timed = cell.budget.unit == "minutes" and self.spec.schedule == "time"
+        if started:  # a run part-way through keeps its schedule, whatever the rate or the study says now
+            steps, timed = int(started["trainer"]["steps"]), bool(started["trainer"].get("minutes"))
+        cfg = self.run_config(cell, steps, started, timed)
         t0 = time.perf_counter()
-        replan, loop_seconds = None, 0.0
-        if latest is not None and int(latest.name.split("-")[1]) >= steps:  # killed after the last checkpoint
+        replan, loop_seconds, done = None, 0.0, None
+        if latest is not None and _finished(latest, cfg):  # killed after the last checkpoint
             from synthsight.provenance import write_provenance
             from synthsight.runs import write_samples
 
             write_samples(cfg, folder)
             write_provenance(cfg, folder, latest)
+            done = int(latest.name.split("-")[1])
         else:
-            pause = round(steps * self.spec.replan_at) if cell.budget.unit == "minutes" and not resume else 0
+            pause = round(steps * self.spec.replan_at) if cell.budget.unit == "minutes" and not (resume or timed) else 0
             if 0 < pause < steps:  # equal wall-clock enforced: the run re-plans its steps at the speed it measures
                 loop_seconds = pretrain_run(cfg, folder, progress=self.progress, stop_at=pause).seconds
                 replan = replanned_steps(folder / "train_log.csv", cfg, cell.budget.seconds)
@@ -211,15 +220,17 @@ class StudyRunner:
                 steps, resume = replan["steps"], True
                 cfg = self.run_config(cell, steps, _json(folder / "config.json"))
             result = pretrain_run(cfg, folder, resume=resume, progress=self.progress)
-            loop_seconds += result.seconds
+            loop_seconds, done = loop_seconds + result.seconds, result.steps
         self.timings.train_loop += loop_seconds
         self.timings.pretrain_other += time.perf_counter() - t0 - loop_seconds
         seconds = log_seconds(folder / "train_log.csv", cfg.trainer.batch_size) if resume else loop_seconds
         budget_seconds = cell.budget.seconds
         record = {
             "key": cell.key, "kind": cell.kind, "variation": cell.variation, "seed": cell.seed,
-            "budget": cell.budget.to_dict(), "steps": steps, "batch_size": cfg.trainer.batch_size,
-            "images_seen": steps * cfg.trainer.batch_size, "train_seconds": round(seconds, 2),
+            "budget": cell.budget.to_dict(), "steps": done, "batch_size": cfg.trainer.batch_size,
+            "images_seen": done * cfg.trainer.batch_size, "train_seconds": round(seconds, 2),
+            **({"schedule": "time", "step_bound": cfg.trainer.steps} if timed else
+               {"schedule": "steps", "planned_steps": steps}),
             "budget_seconds": budget_seconds,
             "budget_ratio": round(seconds / budget_seconds, 4) if budget_seconds else None,
             "budget_flag": budget_flag(seconds, budget_seconds), "resumed": resume and replan is None,
@@ -353,3 +364,11 @@ def run_study(spec: StudySpec, out: Path, progress: bool = True, retry_failed: b
     first one's run locks cell by cell and record those cells as failed)."""
     with run_lock(Path(out)):
         return StudyRunner(spec, out, progress, retry_failed, log, only).run()
+
+
+def _finished(checkpoint: Path, cfg: Any) -> bool:
+    """Whether a run's checkpoint is its last: at trainer.steps, or with trainer.minutes past that budget."""
+    t = cfg.trainer
+    if int(checkpoint.name.split("-")[1]) >= t.steps:
+        return True
+    return bool(t.minutes) and float(read_meta(checkpoint).get("train_seconds", 0.0)) >= t.minutes * 60

@@ -16,7 +16,10 @@ A study file (YAML; examples in configs/studies/):
         photos: {data: photos}
     reference: true                        # per variation, the same recipe on each set's training images
     random_init: true                      # random init of each architecture and seed, evaluated on every set
-    probe: {warmup: 8, steps: 30, replan_at: 0.1}   # minutes budgets: speed probe; re-plan after 10% of the steps
+    schedule: time                         # minutes budgets: each run trains for its minutes, its schedule follows
+                                           # the clock (trainer.minutes); `steps`: planned steps (+ re-plan)
+    probe: {warmup: 8, steps: 30, replan_at: 0.1}   # minutes budgets: speed probe (plans the step cap); with
+                                                    # schedule: steps, re-plan after 10% of the steps
     variations:                            # a list of {name, set: {dotted key: value}} ...
       - {name: dead leaves, set: {data.families: [dead_leaves/mixed]}}
     grid:                                  # ... and/or a grid: every combination (crossed with the list)
@@ -52,13 +55,14 @@ from synthsight.config import Config, apply_overrides, config_from_dict, read_pr
 from synthsight.methods import METHODS  # importing the package registers every method
 
 KINDS = ("synthetic", "real", "random")
+SCHEDULES = ("time", "steps")  # how a minutes budget is kept (StudySpec.schedule)
 # Set by the harness from the budget, so they are left out of a cell's key (the budget is in it instead).
-STEP_KEYS = ("steps", "warmup_steps", "checkpoint_every")
+STEP_KEYS = ("steps", "warmup_steps", "checkpoint_every", "minutes")
 # Config keys added after studies had run, at the value that reproduces what ran before them: left out of a cell's
 # key at that value, so finished cells stay valid when a later version adds an option.
 LATER_KEYS = {"data": {"echo": 1, "pool": None}, "views": {"blur_p": 0.0, "blur_sigma": [0.1, 2.0]}}
 TOP_KEYS = ("name", "description", "base", "budget", "seeds", "eval", "reference", "random_init", "variations",
-            "grid", "probe", "checkpoints", "eval_threads", "baseline")
+            "grid", "probe", "checkpoints", "eval_threads", "baseline", "schedule")
 
 
 class StudyError(ValueError):
@@ -116,6 +120,9 @@ class StudySpec:
     # minutes budgets: the run pauses after this fraction of its planned steps and re-plans its total at the speed it
     # measured itself (the host's speed drifts 1.3x within an hour; a probe or an earlier run cannot know); 0 = off
     replan_at: float = 0.1
+    # minutes budgets: "time" trains each run for its minutes with the schedule following the clock (trainer.minutes;
+    # the planned steps only bound it); "steps" trains the planned steps, re-planned at replan_at (sessions 6-9)
+    schedule: str = "time"
     checkpoints: int = 4  # checkpoints per run (resume points); one is always written at the end
     eval_threads: int = 0  # torch threads for evaluation; 0 = all cores (no generation worker runs then)
     baseline: str = ""  # the variation per-class differences are taken against (default: the first)
@@ -278,6 +285,7 @@ def parse_study(data: dict[str, Any], name: str = "study") -> StudySpec:
         protocols=protocols, reference=bool(data.get("reference", True)),
         random_init=bool(data.get("random_init", True)), probe_warmup=int(probe.get("warmup", 8)),
         probe_steps=int(probe.get("steps", 30)), replan_at=float(probe.get("replan_at", 0.1)),
+        schedule=str(data.get("schedule", "time")),
         checkpoints=int(data.get("checkpoints", 4)),
         eval_threads=int(data.get("eval_threads", 0)), source=copy.deepcopy(data),
     )
@@ -287,6 +295,9 @@ def parse_study(data: dict[str, Any], name: str = "study") -> StudySpec:
                          f"{', '.join(v.name for v in spec.variations)}")
     if spec.probe_steps < 1 or spec.probe_warmup < 0 or spec.checkpoints < 1 or spec.eval_threads < 0:
         raise StudyError("need probe.steps >= 1, probe.warmup >= 0, checkpoints >= 1 and eval_threads >= 0")
+    if spec.schedule not in SCHEDULES:
+        raise StudyError(f"schedule must be one of {', '.join(SCHEDULES)} (time: each run trains for its minutes; "
+                         f"steps: the planned steps), got {spec.schedule!r}")
     if not 0 <= spec.replan_at < 0.5:
         raise StudyError(f"probe.replan_at must be in [0, 0.5) (a fraction of the planned steps; 0 turns re-planning "
                          f"off), got {spec.replan_at}")

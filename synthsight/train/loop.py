@@ -50,7 +50,7 @@ from synthsight.distributed import mean_across_ranks
 from synthsight.generators.base import image_seed
 from synthsight.methods.base import StepOutput
 from synthsight.run_lock import run_lock
-from synthsight.schedules import warmup_cosine
+from synthsight.schedules import budget_position, warmup_cosine
 from synthsight.train.build import build_generators, build_method, build_optimizer, build_stream
 from synthsight.train.collapse import CollapseError, CollapseMonitor
 from synthsight.train.distributed import (
@@ -110,6 +110,7 @@ class TrainResult:
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (trainer.skip_nonfinite=true)
     last_checks: dict[str, float] = field(default_factory=dict)  # last collapse figures and online k-NN, with steps
     finished_before: bool = False  # --resume of a run that had already finished (only its provenance was written)
+    paused: bool = False  # stopped at `stop_at` before the run's end (--resume finishes it)
 
 
 def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -295,17 +296,18 @@ def _nonfinite_error(problem: str, step: int, loss: float, grad_norm: float, ter
 
 def _after_step(ctx: DistContext, cfg: Config, done: int, out: StepOutput, method: torch.nn.Module,
                 monitor: CollapseMonitor | None, online: OnlineKNN | None, last_ckpt: Path | None,
-                checks: dict[str, float]) -> dict[str, str]:
+                checks: dict[str, float], final: bool) -> dict[str, str]:
     """The checks due after optimisation step `done`: the collapse alarm (after warm-up; raises CollapseError on every
     rank once it has fired trainer.collapse_patience times in a row) and the online k-NN, both on rank 0. Returns
-    their train_log.csv columns (empty when none was due) and records the figures in `checks`."""
+    their train_log.csv columns (empty when none was due) and records the figures in `checks`. `final`: the run's
+    last step (the online k-NN always runs there)."""
     t, columns = cfg.trainer, {}
     if monitor is not None and done > t.warmup_steps and done % t.collapse_check_every == 0:
         figures = on_main(ctx, monitor.check, out, done, last_ckpt)
         if figures is not None and (log := figures.as_log()):
             columns.update(log)
             checks.update({k: float(v) for k, v in log.items()}, collapse_check_step=done)
-    if t.online_eval_every and (done % t.online_eval_every == 0 or done == t.steps):
+    if t.online_eval_every and (done % t.online_eval_every == 0 or final):
         knn = on_main(ctx, lambda: online.evaluate(method.backbone, ctx.device, method.memory_format))
         if knn is not None:
             columns["knn"] = f"{knn:.4f}"
@@ -320,9 +322,10 @@ def run_header(cfg: Config, run_dir: Path, device: torch.device, world_size: int
     source = f"real images {cfg.data.real}" if cfg.data.real else f"{len(cfg.data.families)} synthetic famil" + (
         "y" if len(cfg.data.families) == 1 else "ies")
     where = f"resumed from step {start} ({resumed_from.name})" if resumed_from is not None else "from step 0"
+    t = cfg.trainer
+    length = f"{t.minutes:g} min (at most {t.steps} steps)" if t.minutes else f"{t.steps} steps"
     return (f"pretrain: {cfg.method['name']} on {source}, backbone {m.backbone} (width {m.width}), device {device}, "
-            f"{world_size} process(es), {cfg.trainer.steps} steps of {cfg.trainer.batch_size} images, {where}; "
-            f"run folder {run_dir}")
+            f"{world_size} process(es), {length} of {t.batch_size} images, {where}; run folder {run_dir}")
 
 
 def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
@@ -330,6 +333,11 @@ def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = 
     """Train cfg.method on the synthetic stream for cfg.trainer.steps steps; checkpoints go to run_dir.
     `stop_at`: pause after that step with a checkpoint (the schedule still spans trainer.steps); --resume goes on,
     with the same or another trainer.steps (the study harness re-plans a wall-clock budget so).
+
+    With trainer.minutes > 0 the run trains for that many minutes of its loop instead (trainer.steps is then its
+    upper bound): the schedules (learning rate, the methods' momentum and temperature) follow the share of the budget
+    spent (`schedules.budget_position`), so warm-up and decay fill the minutes however fast the machine runs; the
+    seconds spent are kept in every checkpoint, and a resumed run goes on with what is left.
 
     Under torchrun every process calls this; rank 0's run_dir is used, and only rank 0 logs, writes and holds the
     run folder's lock (RunLockedError when another process holds it).
@@ -360,19 +368,23 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     run_dir = Path(broadcast_str(ctx, str(run_dir)))
     on_main(ctx, held.enter_context, run_lock(run_dir))  # one writer per run folder, until pretrain returns
 
-    start, last_ckpt, skipped = 0, None, 0
+    start, last_ckpt, skipped, spent = 0, None, 0, 0.0  # spent: seconds of the training loop before this call
+    budget = t.minutes * 60  # 0: no time budget, the schedule follows the step
     if resume:  # checked before anything is written: a refused --resume leaves the folder as it was
         last_ckpt = _resume_point(ctx, run_dir)
         if last_ckpt is None and ctx.is_main:
             print(f"warning: {run_dir} holds no valid checkpoint; starting from step 0", file=sys.stderr)
         if last_ckpt is not None:
             meta = _resume_state(last_ckpt, cfg, method, optimizer)
-            start, skipped = meta["step"], meta.get("skipped_steps", 0)
+            start, skipped, spent = meta["step"], meta.get("skipped_steps", 0), float(meta.get("train_seconds", 0.0))
             if scaler.is_enabled() and meta.get("scaler"):
                 scaler.load_state_dict(meta["scaler"])
     if start >= t.steps:
         raise RunFinishedError(f"{run_dir} already finished {start} of {t.steps} steps; raise trainer.steps to go on",
                                last_ckpt)
+    if budget and spent >= budget:
+        raise RunFinishedError(f"{run_dir} already trained its trainer.minutes={t.minutes:g} ({spent:.0f} s of its loop, "
+                               f"{start} steps); raise trainer.minutes to go on", last_ckpt)
     if start >= end:
         raise ValueError(f"stop_at={stop_at}: {run_dir} is already at step {start}")
     on_main(ctx, prepare_run_dir, run_dir, cfg, resume)
@@ -401,8 +413,11 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     in_a_row = 0  # steps skipped in a row (trainer.skip_nonfinite)
 
     method.train()
-    bar = tqdm(total=t.steps, initial=start, desc="pretrain", unit="step", disable=not (progress and ctx.is_main),
-               dynamic_ncols=True)
+    show = progress and ctx.is_main
+    bar = tqdm(total=round(budget), initial=round(spent), desc="pretrain", unit="s", disable=not show,
+               dynamic_ncols=True) if budget else \
+        tqdm(total=t.steps, initial=start, desc="pretrain", unit="step", disable=not show, dynamic_ncols=True)
+    spent_before, out_of_time, done = spent, False, start
     t0 = tick = time.perf_counter()
     tick_step = start
     loss_value = float("nan")
@@ -411,7 +426,8 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
     if online is not None and progress:
         tqdm.write(online.describe(), file=sys.stderr)
     for step in range(start, end):
-        lr = warmup_cosine(step, t.steps, t.lr, t.warmup_steps, t.min_lr)
+        at = budget_position(spent, budget, t.steps) if budget else step  # where the schedules stand
+        lr = warmup_cosine(at, t.steps, t.lr, t.warmup_steps, t.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(image_seed(t.seed, step, f"torch/rank{ctx.rank}"))  # dropout etc.: a pure fn of step
@@ -420,7 +436,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             loss, out = forward_backward(model, optimizer, scaler, batches, cfg, step, device)  # grads: rank mean
             loss_value = float(mean_across_ranks(loss))
             scaler.unscale_(optimizer)
-            method.before_optimizer_step(step, t.steps)
+            method.before_optimizer_step(int(at), t.steps)
             grad_norm = _grad_norm(params, t.grad_clip)
             # With fp16 an overflowing gradient is routine: the loss scaler skips that step and lowers its scale.
             problem = "loss" if not math.isfinite(loss_value) else \
@@ -428,7 +444,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             if problem is None:
                 scaler.step(optimizer)
                 scaler.update()
-                method.after_optimizer_step(step, t.steps)
+                method.after_optimizer_step(int(at), t.steps)
         except torch.OutOfMemoryError as err:
             raise TrainingOOMError(_oom_message(cfg, ctx, per_rank, step, last_ckpt)) from err
         if problem is not None:
@@ -454,12 +470,18 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             in_a_row = 0
 
         done = step + 1
+        spent = spent_before + time.perf_counter() - t0
+        if budget:  # rank 0's clock decides, so that every rank stops after the same step
+            spent = broadcast_int(ctx, round(spent * 1000)) / 1000
+            out_of_time = spent >= budget
+        last = done == end or out_of_time
         try:
-            columns = {} if problem else _after_step(ctx, cfg, done, out, method, monitor, online, last_ckpt, checks)
+            columns = {} if problem else _after_step(ctx, cfg, done, out, method, monitor, online, last_ckpt, checks,
+                                                     out_of_time or done == t.steps)
         except CollapseError:  # (rank 0) keep the figures of the collapsed checks; resume reads up to its checkpoint
             _write_log(log_path, rows)
             raise
-        if ctx.is_main and (done % t.log_every == 0 or done == end or columns):
+        if ctx.is_main and (done % t.log_every == 0 or last or columns):
             now = time.perf_counter()
             ips = (done - tick_step) * t.batch_size / max(now - tick, 1e-9)
             tick, tick_step = now, done
@@ -470,12 +492,12 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
             postfix.update(loss=f"{loss_value:.3f}", img_s=f"{ips:.0f}")
             if "knn" in columns:
                 postfix["knn"] = f"{100 * float(columns['knn']):.1f}%"
-            bar.set_postfix(postfix)
-        bar.update(1)
+            bar.set_postfix(dict(postfix, step=done) if budget else postfix)
+        bar.update(min(round(spent), bar.total) - bar.n if budget else 1)
         due = done % t.checkpoint_every == 0
         if due and monitor is not None:  # no checkpoint while the collapse alarm counts collapsed checks (but the
             due = broadcast_int(ctx, monitor.streak) == 0  # last), so the newest stays the last good one to resume
-        if due or done == end:
+        if due or last:
             average_buffers(ctx, method)  # BatchNorm statistics of the global stream, the same on every rank
             bad = nonfinite_entries(method.state_dict())  # the same on every rank: all stop together
             if bad:  # never saved: the newest checkpoint stays the last one training can go on from
@@ -485,13 +507,21 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
                     f"skipped; this state is not saved, {where}. Try a lower trainer.lr, trainer.grad_clip=3.0 or "
                     "trainer.amp=bf16 instead of fp16, then --resume"
                 )
-            state = dict(meta, skipped_steps=skipped, scaler=scaler.state_dict() if scaler.is_enabled() else None)
+            state = dict(meta, skipped_steps=skipped, scaler=scaler.state_dict() if scaler.is_enabled() else None,
+                         train_seconds=round(spent, 3))
             on_main(ctx, _write_log, log_path, rows)
             on_main(ctx, save_checkpoint, run_dir, done, method, optimizer, state, keep=t.keep_checkpoints)
             last_ckpt = run_dir / "checkpoints" / f"step-{done:06d}"
+        if out_of_time:
+            break
     bar.close()
+    finished = out_of_time or done >= t.steps
+    if budget and not out_of_time and finished and ctx.is_main:
+        print(f"warning: trainer.steps={t.steps} reached after {spent:.0f} s, before trainer.minutes={t.minutes:g} "
+              f"was spent: the schedule stopped at {100 * spent / budget:.0f}% of its course; raise trainer.steps",
+              file=sys.stderr)
     if board is not None:
         board.close()
     seconds = time.perf_counter() - t0
-    return TrainResult(run_dir, end, loss_value, seconds, (end - start) * t.batch_size / seconds, last_ckpt,
-                       skipped, checks)
+    return TrainResult(run_dir, done, loss_value, seconds, (done - start) * t.batch_size / seconds, last_ckpt,
+                       skipped, checks, paused=not finished)
