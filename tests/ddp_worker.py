@@ -24,6 +24,11 @@ def _recording_iter(self):
 
 
 SyntheticStream.__iter__ = _recording_iter
+if os.environ.get("FAST_CLOCK_RANK") == os.environ["RANK"]:  # this rank's clock runs 3x fast (trainer.minutes tests)
+    import time
+
+    _perf, _start = time.perf_counter, time.perf_counter()
+    time.perf_counter = lambda: _start + 3 * (_perf() - _start)
 code = main(argv)
 (record_dir / f"rank{os.environ['RANK']}.json").write_text(json.dumps(seen))
 raise SystemExit(code)

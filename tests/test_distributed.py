@@ -33,10 +33,11 @@ from tests.test_methods import _batch, _build, _config, teacher_run  # noqa: F40
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _torchrun_pretrain(tmp_path: Path, overrides: list[str], resume: Path | None = None) -> subprocess.CompletedProcess:
+def _torchrun_pretrain(tmp_path: Path, overrides: list[str], resume: Path | None = None,
+                       **env_vars: str) -> subprocess.CompletedProcess:
     """`synthsight pretrain` of the TINY config + overrides in 2 gloo processes into tmp_path/ddp, or `--resume` a
     run folder; each rank records its images in tmp_path."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **env_vars)
     where = ["--resume", str(resume)] if resume else [*TINY, *overrides, "--out", str(tmp_path / "ddp")]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), "pretrain", *where]
@@ -73,6 +74,18 @@ def test_two_gloo_processes_match_one_process_and_see_disjoint_images(tiny_confi
     single_log = (single.run_dir / "train_log.csv").read_text().splitlines()
     assert [r.split(",")[1] for r in ddp_log] == [r.split(",")[1] for r in single_log]  # same global loss
     assert "pretrained 2 steps" in proc.stdout and proc.stdout.count("run folder:") == 1  # rank 0 reports
+
+
+def test_two_gloo_processes_on_the_clock_stop_after_the_same_step(tmp_path):
+    # trainer.minutes: rank 0's clock decides when the run ends, so no rank waits for a step the other never takes
+    # (rank 1's clock runs 3x fast here: on its own it would stop at a third of the steps)
+    _torchrun_pretrain(tmp_path, ["trainer.minutes=0.04", "trainer.steps=100000", "trainer.checkpoint_every=100000"],
+                       FAST_CLOCK_RANK="1")
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    (last,) = list_checkpoints(tmp_path / "ddp")
+    steps = int(last.name.split("-")[1])
+    assert 0 < steps < 100000 and len(rank0) == len(rank1) == steps * 8  # 8 images per rank and step
+    assert json.loads((tmp_path / "ddp" / "train_summary.json").read_text())["steps"] == steps
 
 
 def test_two_gloo_processes_with_accumulation_and_a_momentum_target_match_one_process_and_resume_exactly(
