@@ -132,3 +132,39 @@ def test_analyse_writes_figures_and_summary_and_notes_what_it_skips(tmp_path):
     result = analyse([base, ours], one, tmp_path / "one", settings, progress=False, log=lambda _: None)
     assert any(n.startswith("unit selectivity: skipped") and "two classes" in n for n in result.notes)
     assert "embedding" in {f.name for f in result.figures}
+
+
+def _square_on_black(n: int = 3) -> torch.Tensor:
+    """Tensor[n, 3, 16, 16] in [0, 1]: a grey 8x8 square (patches (1..2, 1..2) of a 4x4 grid of 4-px patches)."""
+    images = torch.zeros(n, 3, 16, 16)
+    images[:, :, 4:12, 4:12] = 0.6
+    return images
+
+
+def test_foreground_patches_are_what_differs_from_the_border():
+    from synthsight.analysis.attention_focus import foreground_patches
+
+    fg = foreground_patches(_square_on_black(), patch=4)
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[1:3, 1:3] = True
+    assert fg.shape == (3, 4, 4) and (fg == expected).all()
+    white = 1 - _square_on_black(1)  # a dark square on white: the border colour is the background, whatever it is
+    assert (foreground_patches(white, patch=4)[0] == expected).all()
+    assert (foreground_patches((white * 255).to(torch.uint8), patch=4)[0] == expected).all()
+    with pytest.raises(ValueError, match="multiples of 5"):
+        foreground_patches(_square_on_black(), patch=5)
+
+
+def test_attention_focus_is_the_share_on_the_object_against_its_area():
+    from synthsight.analysis.attention_focus import attention_focus, foreground_patches
+
+    fg = foreground_patches(_square_on_black(), patch=4)  # 4 of 16 patches: area share 0.25
+    uniform = torch.full((3, 2, 4, 4), 0.5)  # any scale: maps are normalised per image and head
+    focus = attention_focus(uniform, fg)
+    assert focus == {"attention_share": 0.25, "area_share": 0.25, "ratio": 1.0, "images": 3}
+    on_object = fg[:, None].float().expand(3, 2, 4, 4) * 3.0  # all mass on the object
+    assert attention_focus(on_object, fg)["ratio"] == 4.0
+    half = torch.stack([on_object[:, 0], uniform[:, 1]], dim=1)  # one head on the object, one uniform: mean of heads
+    assert attention_focus(half, fg)["attention_share"] == pytest.approx(0.625)
+    with pytest.raises(ValueError, match="both foreground and background"):
+        attention_focus(uniform, torch.zeros_like(fg))

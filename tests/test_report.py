@@ -171,6 +171,8 @@ def test_report_of_a_vit_run_shows_attention_maps(tmp_path, data):
     summary = json.loads((run / "eval" / "analysis.json").read_text())
     assert "attention" in {f["name"] for f in summary["figures"]}
     assert summary["attention"]["heads"] == 3 and summary["attention"]["grid"] == [4, 4]  # 16 px, patch 4
+    focus = summary["attention"]["focus"]  # share of the attention on the object (analysis/attention_focus.py)
+    assert 0 <= focus["attention_share"] <= 1 and 0 < focus["area_share"] < 1 and focus["images"] > 0
     page = _check_page(run / "report.html")
     assert any("CLS-token attention" in alt for _, alt in page.images)
 

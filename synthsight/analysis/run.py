@@ -53,6 +53,7 @@ class AnalysisSettings:
     n_units: int = 8  # most selective units shown
     n_unit_images: int = 8  # top-activating images per unit
     n_attention: int = 4  # test images whose attention maps are drawn
+    n_focus: int = 256  # test images whose attention focus (share on the object) is measured
     threshold: float = SELECTIVE_THRESHOLD  # SI above which a unit counts as class-selective
     seed: int = 0
 
@@ -189,9 +190,23 @@ def analyse(encoders: list[EncoderData], test: Any, out_dir: Path, settings: Ana
             notes.append(f"attention maps: skipped, the backbone is not a ViT ({err})")
             return
         summary["attention"] = {"images": q.tolist(), "heads": int(maps.shape[1]), "grid": list(maps.shape[2:])}
+        try:  # how much of it falls on the object (analysis/attention_focus.py), over more images than are drawn
+            from synthsight.analysis.attention_focus import attention_focus, foreground_patches
+
+            order = torch.randperm(len(test.images), generator=torch.Generator().manual_seed(s.seed))[:s.n_focus]
+            sample = test.images[order]
+            sample_maps = _attention_maps(cls_attention_maps, ours.network, sample)
+            patch = sample.shape[-1] // sample_maps.shape[-1]
+            summary["attention"]["focus"] = attention_focus(sample_maps, foreground_patches(sample, patch))
+        except ValueError as err:
+            notes.append(f"attention focus: skipped, {err}")
+        focus = summary["attention"].get("focus")
+        measured = (f"; over {focus['images']} test images {100 * focus['attention_share']:.0f}% of the attention "
+                    f"falls on the object's patches, which cover {100 * focus['area_share']:.0f}% of the image (ratio "
+                    f"{focus['ratio']:.2f}; 1 = attention ignores the object)") if focus else ""
         path = plot_attention(maps, images, out_dir / "attention.png", test.labels[q], test.classes)
         figures.append(Figure("attention", path, f"{ours.name}: CLS-token attention of the last block, per head, on "
-                              "real test images (each map scaled to its own range)", "attention"))
+                              f"real test images (each map scaled to its own range){measured}", "attention"))
 
     @step("per-class accuracy")
     def _per_class() -> None:
