@@ -10,6 +10,14 @@ throughput
     loop's (forward + backward under autocast, the method's hooks, the optimiser step). Prints the median-step
     images/second and each method's speed relative to DINO (the issue's target: mae >= 4x).
 
+attention
+    For each run of a finished `compare` (--out) and its random init (the run's own starting weights): the last
+    block's CLS attention on --images Fashion-MNIST test images (a seeded stratified subset), the share of it on
+    the garment's patches against their area (synthsight.analysis.attention_focus; ratio 1 = attention ignores the
+    object) and the separation (|2 AUC - 1| of each map as a garment-vs-background score: 0 = not object-shaped, 1 =
+    it segments the garment, whether it attends to it or to everything around it), and a figure of the maps of one test image per class. Prints mean ± std over seeds per model; writes
+    OUT/attention.json, OUT/attention.md and OUT/attention/*.png.
+
 compare
     For each seed: pretrain each method (its <method>_cpu preset) on formula images (the preset's families:
     FractalDB, RCDB, Visual Atoms) for --minutes of wall clock, and the same recipe on Fashion-MNIST's training
@@ -30,6 +38,7 @@ plan for hours; --no-real halves the pretraining.
 Usage:
     python benchmarks/mim.py throughput                       # ~4 min on the 2-core VM under load
     python benchmarks/mim.py compare --minutes 20 --seeds 0,1,2 --out runs/bench-mim      # the issue's comparison
+    python benchmarks/mim.py attention --out runs/bench-mim                                 # after compare
     python benchmarks/mim.py compare --minutes 5 --seeds 0 --methods mae --no-real --finetune-limit 2000 \
         --finetune-epochs 4 --finetune-batch-size 64 --eval-limit 2000 --test-limit 2000 --out runs/bench-mim-pilot
 """
@@ -301,6 +310,61 @@ def compare(args: argparse.Namespace) -> None:
     log(f"done: {args.out / 'results.md'}")
 
 
+# ---------------------------------------------------------------------------------------------- attention
+
+
+def attention(args: argparse.Namespace) -> None:
+    from synthsight.analysis.attention import cls_attention_maps
+    from synthsight.analysis.attention_focus import attention_focus, foreground_patches
+    from synthsight.analysis.attention_plot import plot_attention
+    from synthsight.analysis.retrieval import pick_queries
+    from synthsight.eval.data import load_dataset
+    from synthsight.eval.run import load_backbone, random_backbone
+    from synthsight.models.preprocess import normalize_images
+
+    runs = sorted(d for d in (args.out / "runs").glob("*-seed*") if (d / "train_summary.json").is_file())
+    if not runs:
+        sys.exit(f"{args.out / 'runs'} holds no finished run; run `compare --out {args.out}` first")
+    test = load_dataset(REAL, "test", size=32, limit=args.images, seed=0)
+    shown = pick_queries(test.labels, 1, 0, 10)  # one image per class in the figures
+    figures = args.out / "attention"
+    figures.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict[str, float]]] = {}  # model -> seed -> focus
+    with torch.no_grad():
+        for run in runs:
+            backbone, cfg, _ = load_backbone(run)
+            seed = int(run.name.rsplit("seed", 1)[1])
+            method, source = run.name.rsplit("-seed", 1)[0].split("-", 1)
+            name = f"{method} on {'formula' if source == 'synthetic' else REAL} images"
+            random = random_backbone(cfg)
+            for model, net, stem in ((name, backbone, run.name), ("random init", random, f"random-seed{seed}")):
+                if seed in results.get(model, {}):
+                    continue
+                net.eval()
+                maps = torch.cat([cls_attention_maps(net, normalize_images(x)) for x in test.images.split(256)])
+                patch = test.images.shape[-1] // maps.shape[-1]
+                focus = attention_focus(maps, foreground_patches(test.images, patch))
+                results.setdefault(model, {})[seed] = focus
+                plot_attention(maps[shown], test.images[shown], figures / f"{stem}.png", test.labels[shown],
+                               test.classes, title=f"{model}, seed {seed}: CLS attention of the last block, per head")
+                print(f"{model} seed {seed}: {100 * focus['attention_share']:.1f}% of the attention on "
+                      f"{100 * focus['area_share']:.1f}% of the patches (ratio {focus['ratio']:.2f}), separation "
+                      f"{focus['separation']:.3f} (best head {focus['separation_best_head']:.3f})", flush=True)
+    lines = ["| model | seeds | attention on the object % | object's share of the patches % | ratio | "
+             "separation | best head's separation |", "|---|---|---|---|---|---|---|"]
+    for model, by_seed in results.items():
+        cells = [mean_std([r[k] for r in by_seed.values()]) for k in ("attention_share", "area_share")]
+        for k in ("ratio", "separation", "separation_best_head"):
+            values = [r[k] for r in by_seed.values()]
+            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+            cells.append(f"{statistics.mean(values):.3f}{spread}")
+        lines.append(f"| {model} | {', '.join(map(str, sorted(by_seed)))} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    write_text_atomic(args.out / "attention.md", f"command: python {' '.join(sys.argv)}\n\n{text}\n")
+    write_text_atomic(args.out / "attention.json", json.dumps(results, indent=1))
+    print("\n" + text + f"\n\nfigures: {figures}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -317,6 +381,10 @@ def main() -> None:
     t.add_argument("--device", default="cpu")
     t.add_argument("--fused-attention", action="store_true",
                    help="PyTorch's fused attention kernel on CPU too (slower there; for comparison)")
+
+    a = sub.add_parser("attention", help="CLS attention of compare's runs and their random inits on real images")
+    a.add_argument("--out", type=Path, default=Path("runs/bench-mim"), help="the folder of a finished compare")
+    a.add_argument("--images", type=int, default=1000, help="Fashion-MNIST test images (stratified subset)")
 
     c = sub.add_parser("compare", help="pretrain for N minutes, fine-tune and probe, compare with random init")
     c.add_argument("--methods", default="mae,data2vec", help="comma-separated: mae, data2vec")
@@ -349,6 +417,9 @@ def main() -> None:
     args = p.parse_args()
     if args.command == "throughput":
         throughput(args)
+        return
+    if args.command == "attention":
+        attention(args)
         return
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in args.methods:

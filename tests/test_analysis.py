@@ -161,10 +161,19 @@ def test_attention_focus_is_the_share_on_the_object_against_its_area():
     fg = foreground_patches(_square_on_black(), patch=4)  # 4 of 16 patches: area share 0.25
     uniform = torch.full((3, 2, 4, 4), 0.5)  # any scale: maps are normalised per image and head
     focus = attention_focus(uniform, fg)
-    assert focus == {"attention_share": 0.25, "area_share": 0.25, "ratio": 1.0, "images": 3}
+    assert focus == {"attention_share": 0.25, "area_share": 0.25, "ratio": 1.0, "separation": 0.0,
+                     "separation_best_head": 0.0, "images": 3}
     on_object = fg[:, None].float().expand(3, 2, 4, 4) * 3.0  # all mass on the object
-    assert attention_focus(on_object, fg)["ratio"] == 4.0
+    focus = attention_focus(on_object, fg)
+    assert focus["ratio"] == 4.0 and focus["separation"] == 1.0
     half = torch.stack([on_object[:, 0], uniform[:, 1]], dim=1)  # one head on the object, one uniform: mean of heads
-    assert attention_focus(half, fg)["attention_share"] == pytest.approx(0.625)
+    focus = attention_focus(half, fg)
+    assert focus["attention_share"] == pytest.approx(0.625)
+    assert focus["separation"] == 0.5 and focus["separation_best_head"] == 1.0
+    around = 1 - fg[:, None].float().expand(3, 2, 4, 4)  # everything but the object: as object-shaped, share 0
+    focus = attention_focus(around, fg)
+    assert focus["attention_share"] == 0 and focus["separation"] == 1.0
+    noisy = on_object + 6 * torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(0))  # overlapping values
+    assert 0 < attention_focus(noisy, fg)["separation"] < 1
     with pytest.raises(ValueError, match="both foreground and background"):
         attention_focus(uniform, torch.zeros_like(fg))

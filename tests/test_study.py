@@ -352,7 +352,8 @@ def test_a_minutes_run_trains_on_the_clock_within_its_step_bound(real_set: Path,
     import synthsight.study.runner as runner
 
     out = tmp_path / "study"
-    data = study(real_set, random_init=False, reference=False, budget={"minutes": 0.05}, probe={"warmup": 1, "steps": 2})
+    data = study(real_set, random_init=False, reference=False, budget={"minutes": 0.05},
+                 probe={"warmup": 1, "steps": 2})
     data["variations"] = data["variations"][:1]
     monkeypatch.setattr(runner, "probe", lambda *a, **k: {"steps_per_second": 500.0, "warmup": 1, "steps": 2,
                                                           "seconds": 0.1})  # plans 1,500 steps: far too many

@@ -203,7 +203,8 @@ def analyse(encoders: list[EncoderData], test: Any, out_dir: Path, settings: Ana
         focus = summary["attention"].get("focus")
         measured = (f"; over {focus['images']} test images {100 * focus['attention_share']:.0f}% of the attention "
                     f"falls on the object's patches, which cover {100 * focus['area_share']:.0f}% of the image (ratio "
-                    f"{focus['ratio']:.2f}; 1 = attention ignores the object)") if focus else ""
+                    f"{focus['ratio']:.2f}; 1 = attention ignores the object); separation {focus['separation']:.2f} "
+                    f"(0: the maps do not follow the object's outline, 1: they segment it)") if focus else ""
         path = plot_attention(maps, images, out_dir / "attention.png", test.labels[q], test.classes)
         figures.append(Figure("attention", path, f"{ours.name}: CLS-token attention of the last block, per head, on "
                               f"real test images (each map scaled to its own range){measured}", "attention"))

@@ -383,8 +383,8 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
         raise RunFinishedError(f"{run_dir} already finished {start} of {t.steps} steps; raise trainer.steps to go on",
                                last_ckpt)
     if budget and spent >= budget:
-        raise RunFinishedError(f"{run_dir} already trained its trainer.minutes={t.minutes:g} ({spent:.0f} s of its loop, "
-                               f"{start} steps); raise trainer.minutes to go on", last_ckpt)
+        raise RunFinishedError(f"{run_dir} already trained its trainer.minutes={t.minutes:g} ({spent:.0f} s of its "
+                               f"loop, {start} steps); raise trainer.minutes to go on", last_ckpt)
     if start >= end:
         raise ValueError(f"stop_at={stop_at}: {run_dir} is already at step {start}")
     on_main(ctx, prepare_run_dir, run_dir, cfg, resume)
