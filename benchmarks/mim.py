@@ -15,14 +15,17 @@ attention
     block's CLS attention on --images Fashion-MNIST test images (a seeded stratified subset), the share of it on
     the garment's patches against their area (synthsight.analysis.attention_focus; ratio 1 = attention ignores the
     object) and the separation (|2 AUC - 1| of each map as a garment-vs-background score: 0 = not object-shaped, 1 =
-    it segments the garment, whether it attends to it or to everything around it), and a figure of the maps of one test image per class. Prints mean ± std over seeds per model; writes
-    OUT/attention.json, OUT/attention.md and OUT/attention/*.png.
+    it segments the garment, whether it attends to it or to everything around it), and a figure of the maps of one
+    test image per class. Prints mean ± std over seeds per model; writes OUT/attention.json, OUT/attention.md and
+    OUT/attention/*.png.
 
 compare
     For each seed: pretrain each method (its <method>_cpu preset) on formula images (the preset's families:
     FractalDB, RCDB, Visual Atoms) for --minutes of wall clock, and the same recipe on Fashion-MNIST's training
-    images without labels (data.real; the real-data reference, --no-real skips it). Steps = minutes x the speed a
-    short probe of the real train loop measured, so the warm-up + cosine schedule spans the run. Then each run and
+    images without labels (data.real; the real-data reference, --no-real skips it). Each run trains --minutes of
+    its loop's clock (trainer.minutes: warm-up + cosine follow the share of the budget spent, so a host that changes
+    speed cannot stretch or cut the run); a short probe of the real train loop bounds its steps (--schedule steps:
+    the probe's planned steps instead, as in sessions 9-10). Then each run and
     a randomly initialised ViT-Tiny (the run's own starting weights; same pooling) are fine-tuned with identical
     settings (`synthsight finetune`: AdamW, cosine, crop + flip, bf16) on a stratified Fashion-MNIST subset and
     tested on the full test split, and probed with frozen features (k-NN, linear). Prints mean ± std over seeds
@@ -48,6 +51,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
 import statistics
@@ -65,6 +69,7 @@ from synthsight.checkpoint import write_text_atomic
 from synthsight.config import Config, EvalConfig, load_config
 from synthsight.eval.finetune import FinetuneSettings
 from synthsight.eval.run import RANDOM, evaluate
+from synthsight.study.budget import TIME_CAP
 from synthsight.train.distributed import resolve_device
 from synthsight.train.loop import build_training, forward_backward, pretrain
 
@@ -148,11 +153,15 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 def run_config(args: argparse.Namespace, method: str, source: str, seed: int, steps: int,
-               extra: list[str] = ()) -> Config:
-    """The method's CPU preset with this benchmark's seed, budget in steps and data source."""
-    overrides = [f"trainer.seed={seed}", f"data.seed={seed}", f"trainer.steps={steps}",
-                 f"trainer.warmup_steps={max(1, steps // 20)}", f"trainer.checkpoint_every={max(1, steps // 5)}",
+               extra: list[str] = (), timed: bool = False) -> Config:
+    """The method's CPU preset with this benchmark's seed, budget and data source: `steps` steps, or when `timed`
+    --minutes of the loop's clock (trainer.minutes) with TIME_CAP x `steps` as the bound; warm-up 5% either way."""
+    bound = math.ceil(steps * TIME_CAP) if timed else steps
+    overrides = [f"trainer.seed={seed}", f"data.seed={seed}", f"trainer.steps={bound}",
+                 f"trainer.warmup_steps={max(1, bound // 20)}", f"trainer.checkpoint_every={max(1, steps // 5)}",
                  f"trainer.device={args.device}", *args.override, *extra]
+    if timed:
+        overrides.append(f"trainer.minutes={args.minutes}")
     if source == "real":
         overrides.append(f"data.real={REAL}")
     return load_config(PRESETS[method], overrides)
@@ -236,7 +245,10 @@ def table(rows: dict[str, dict[int, dict[str, float]]], steps: dict[str, dict[in
 def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("minutes", "methods", "real", "finetune_epochs", "finetune_lr", "finetune_batch_size", "finetune_limit",
             "layer_decay", "finetune_head", "eval_limit", "test_limit", "probe_warmup", "probe_steps", "override", "device")
-    return {k: getattr(args, k) for k in keys}
+    record = {k: getattr(args, k) for k in keys}
+    if args.schedule != "steps":  # (folders of session 10 and before trained planned steps and do not record it)
+        record["schedule"] = args.schedule
+    return record
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -251,8 +263,12 @@ def compare(args: argparse.Namespace) -> None:
     head = header(resolve_device(args.device), args.eval_threads or os.cpu_count() or 1)
     head += [f"pretraining: {', '.join(f'{m} ({PRESETS[m]})' for m in args.methods)} on formula images"
              + (f" and on {REAL} training images without labels" if args.real else "")
-             + f", {args.minutes:g} min of wall clock each (steps from a probe of {args.probe_steps} steps after "
-             f"{args.probe_warmup} warm-up), seeds {', '.join(map(str, args.seeds))}"
+             + f", {args.minutes:g} min of wall clock each ("
+             + ("trainer.minutes: the schedule follows the clock; a probe of " if args.schedule == "time" else
+                "steps from a probe of ")
+             + f"{args.probe_steps} steps after {args.probe_warmup} warm-up"
+             + (" bounds the steps)" if args.schedule == "time" else ")")
+             + f", seeds {', '.join(map(str, args.seeds))}"
              + (f", overrides {' '.join(args.override)}" if args.override else ""),
              f"fine-tuning (same for every model, random init included): {args.finetune_epochs} epochs, lr "
              f"{args.finetune_lr:g}, batch {args.finetune_batch_size}, layer decay {args.layer_decay:g}, head "
@@ -282,9 +298,12 @@ def compare(args: argparse.Namespace) -> None:
                     write_text_atomic(plan_path, json.dumps(plan, indent=1))
                 pr = plan[key]
                 run_dir = args.out / "runs" / f"{key}-seed{seed}"
-                cfg = run_config(args, method, source, seed, pr["steps"])
-                log(f"{key} seed {seed}: {pr['images_per_second']:.0f} img/s x {args.minutes:g} min = {pr['steps']} "
-                    "steps; pretraining")
+                timed = args.schedule == "time"
+                cfg = run_config(args, method, source, seed, pr["steps"], timed=timed)
+                plan = (f"{args.minutes:g} min on the clock (probe: {pr['images_per_second']:.0f} img/s, at most "
+                        f"{cfg.trainer.steps} steps)" if timed else
+                        f"{pr['images_per_second']:.0f} img/s x {args.minutes:g} min = {pr['steps']} steps")
+                log(f"{key} seed {seed}: {plan}; pretraining")
                 how = train(cfg, run_dir, args.progress)
                 summary = json.loads((run_dir / "train_summary.json").read_text())
                 log(f"{key} seed {seed}: {how}, {summary['steps']} steps in {summary['seconds']:.0f} s, final loss "
@@ -390,6 +409,9 @@ def main() -> None:
     c.add_argument("--methods", default="mae,data2vec", help="comma-separated: mae, data2vec")
     c.add_argument("--minutes", type=float, default=20, help="pretraining wall clock per run")
     c.add_argument("--seeds", default="0,1,2", help="comma-separated trainer/data/fine-tune seeds")
+    c.add_argument("--schedule", default="time", choices=["time", "steps"],
+                   help="time (default): each run trains --minutes of its loop (trainer.minutes), its schedule "
+                   "following the clock; steps: the steps a speed probe plans for --minutes (the host's speed drifts)")
     c.add_argument("--no-real", dest="real", action="store_false",
                    help="skip the real-data reference (the same recipe pretrained on Fashion-MNIST images)")
     c.add_argument("--finetune-epochs", type=int, default=10)
