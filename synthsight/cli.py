@@ -45,7 +45,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pretrain a backbone on a synthetic stream", epilog=EPILOG,
                        description="Pretrain with a self-supervised method on procedurally generated images. "
-                       "Checkpoints (safetensors, atomic) go to OUT/checkpoints; --resume continues a run.")
+                       "Checkpoints (safetensors, atomic) go to OUT/checkpoints; --resume continues a run. "
+                       "trainer.minutes=M trains for M minutes instead of trainer.steps (then the upper bound), the "
+                       "learning-rate schedule following the clock.")
     p.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides, e.g. method=simclr trainer.steps=200")
     p.add_argument("--preset", default="demo", help="preset name in configs/ or a YAML path (default demo)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/pretrain-<time>)")
