@@ -146,6 +146,8 @@ def test_study_file_errors_name_the_key(tmp_path: Path) -> None:
         parse_study(study(real, seeds=[0, 0]))
     with pytest.raises(StudyError, match="baseline"):
         parse_study(study(real, baseline="nope"))
+    with pytest.raises(StudyError, match="schedule must be one of time, steps"):
+        parse_study(study(real, schedule="clock"))
     bad = study(real, variations=[{"name": "typo", "set": {"trainer.lrr": 1}}])
     with pytest.raises(StudyError, match="variation 'typo'.*trainer.lrr"):
         expand(parse_study(bad))
