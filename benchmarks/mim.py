@@ -300,10 +300,10 @@ def compare(args: argparse.Namespace) -> None:
                 run_dir = args.out / "runs" / f"{key}-seed{seed}"
                 timed = args.schedule == "time"
                 cfg = run_config(args, method, source, seed, pr["steps"], timed=timed)
-                plan = (f"{args.minutes:g} min on the clock (probe: {pr['images_per_second']:.0f} img/s, at most "
-                        f"{cfg.trainer.steps} steps)" if timed else
-                        f"{pr['images_per_second']:.0f} img/s x {args.minutes:g} min = {pr['steps']} steps")
-                log(f"{key} seed {seed}: {plan}; pretraining")
+                length = (f"{args.minutes:g} min on the clock (probe: {pr['images_per_second']:.0f} img/s, at most "
+                          f"{cfg.trainer.steps} steps)" if timed else
+                          f"{pr['images_per_second']:.0f} img/s x {args.minutes:g} min = {pr['steps']} steps")
+                log(f"{key} seed {seed}: {length}; pretraining")
                 how = train(cfg, run_dir, args.progress)
                 summary = json.loads((run_dir / "train_summary.json").read_text())
                 log(f"{key} seed {seed}: {how}, {summary['steps']} steps in {summary['seconds']:.0f} s, final loss "
