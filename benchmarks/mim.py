@@ -248,6 +248,8 @@ def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     record = {k: getattr(args, k) for k in keys}
     if args.schedule != "steps":  # (folders of session 10 and before trained planned steps and do not record it)
         record["schedule"] = args.schedule
+    if not args.synthetic:  # (a reference-only folder; earlier folders always trained on formula images)
+        record["synthetic"] = False
     return record
 
 
@@ -261,8 +263,9 @@ def compare(args: argparse.Namespace) -> None:
         sys.exit(f"{args.out} holds a benchmark with other settings ({'; '.join(diffs)}); choose another --out")
     write_text_atomic(path, json.dumps(settings, indent=1))
     head = header(resolve_device(args.device), args.eval_threads or os.cpu_count() or 1)
-    head += [f"pretraining: {', '.join(f'{m} ({PRESETS[m]})' for m in args.methods)} on formula images"
-             + (f" and on {REAL} training images without labels" if args.real else "")
+    on = [*(["formula images"] if args.synthetic else []),
+          *([f"{REAL} training images without labels"] if args.real else [])]
+    head += [f"pretraining: {', '.join(f'{m} ({PRESETS[m]})' for m in args.methods)} on {' and on '.join(on)}"
              + f", {args.minutes:g} min of wall clock each ("
              + ("trainer.minutes: the schedule follows the clock; a probe of " if args.schedule == "time" else
                 "steps from a probe of ")
@@ -284,7 +287,7 @@ def compare(args: argparse.Namespace) -> None:
 
     plan_path = args.out / "plan.json"
     plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {}
-    sources = ["synthetic", "real"] if args.real else ["synthetic"]
+    sources = [s for s, wanted in (("synthetic", args.synthetic), ("real", args.real)) if wanted]
     rows: dict[str, dict[int, dict[str, float]]] = {"random init": {}}
     steps: dict[str, dict[int, int]] = {}
     for seed in args.seeds:
@@ -414,6 +417,9 @@ def main() -> None:
                    "following the clock; steps: the steps a speed probe plans for --minutes (the host's speed drifts)")
     c.add_argument("--no-real", dest="real", action="store_false",
                    help="skip the real-data reference (the same recipe pretrained on Fashion-MNIST images)")
+    c.add_argument("--no-synthetic", dest="synthetic", action="store_false",
+                   help="train only the real-data reference (and measure its random init, the same weights as the "
+                   "formula run's of that seed): to add the reference to a finished --no-real comparison")
     c.add_argument("--finetune-epochs", type=int, default=10)
     c.add_argument("--finetune-lr", type=float, default=1e-3)
     c.add_argument("--finetune-batch-size", type=int, default=128, help="(5000 images: 39 steps per epoch)")
@@ -448,6 +454,8 @@ def main() -> None:
         if m not in ("mae", "data2vec"):
             sys.exit(f"compare: unknown method {m!r}; choose among mae, data2vec")
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not (args.synthetic or args.real):
+        sys.exit("compare: --no-real and --no-synthetic leave nothing to pretrain; drop one of them")
     args.finetune_limit, args.eval_limit = args.finetune_limit or None, args.eval_limit or None
     compare(args)
 
