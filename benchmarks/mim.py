@@ -17,16 +17,18 @@ attention
     object) and the separation (|2 AUC - 1| of each map as a garment-vs-background score: 0 = not object-shaped, 1 =
     it segments the garment, whether it attends to it or to everything around it), and a figure of the maps of one
     test image per class. Prints mean ± std over seeds per model; writes OUT/attention.json, OUT/attention.md and
-    OUT/attention/*.png.
+    OUT/attention/*.png. --blocks adds the separation of every block's CLS attention (where in the network the
+    maps follow the object).
 
 compare
     For each seed: pretrain each method (its <method>_cpu preset) on formula images (the preset's families:
     FractalDB, RCDB, Visual Atoms) for --minutes of wall clock, and the same recipe on Fashion-MNIST's training
-    images without labels (data.real; the real-data reference, --no-real skips it). Each run trains --minutes of
-    its loop's clock (trainer.minutes: warm-up + cosine follow the share of the budget spent, so a host that changes
-    speed cannot stretch or cut the run); a short probe of the real train loop bounds its steps (--schedule steps:
-    the probe's planned steps instead, as in sessions 9-10). Then each run and
-    a randomly initialised ViT-Tiny (the run's own starting weights; same pooling) are fine-tuned with identical
+    images without labels (data.real; the real-data reference, --no-real skips it, --no-synthetic trains only it:
+    the random inits are the same weights either way, so a reference-only folder completes a --no-real one). Each
+    run trains --minutes of its loop's clock (trainer.minutes: warm-up + cosine follow the share of the budget
+    spent, so a host that changes speed cannot stretch or cut the run); a short probe of the real train loop bounds
+    its steps (--schedule steps: the probe's planned steps instead, as in sessions 9-10). Then each run and a
+    randomly initialised ViT-Tiny (the run's own starting weights; same pooling) are fine-tuned with identical
     settings (`synthsight finetune`: AdamW, cosine, crop + flip, bf16) on a stratified Fashion-MNIST subset and
     tested on the full test split, and probed with frozen features (k-NN, linear). Prints mean ± std over seeds
     and the paired gain over random init in points. Resumable: finished runs, fine-tunes and probes in --out are
@@ -351,7 +353,12 @@ def attention(args: argparse.Namespace) -> None:
     shown = pick_queries(test.labels, 1, 0, 10)  # one image per class in the figures
     figures = args.out / "attention"
     figures.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, dict[str, float]]] = {}  # model -> seed -> focus
+    results: dict[str, dict[int, dict[str, float]]] = {}  # model -> seed -> focus of the last block
+    per_block: dict[str, dict[int, dict[int, dict[str, float]]]] = {}  # --blocks: model -> seed -> block -> focus
+
+    def cls_maps(net: torch.nn.Module, block: int) -> torch.Tensor:
+        return torch.cat([cls_attention_maps(net, normalize_images(x), block=block) for x in test.images.split(256)])
+
     with torch.no_grad():
         for run in runs:
             backbone, cfg, _ = load_backbone(run)
@@ -363,9 +370,13 @@ def attention(args: argparse.Namespace) -> None:
                 if seed in results.get(model, {}):
                     continue
                 net.eval()
-                maps = torch.cat([cls_attention_maps(net, normalize_images(x)) for x in test.images.split(256)])
-                patch = test.images.shape[-1] // maps.shape[-1]
-                focus = attention_focus(maps, foreground_patches(test.images, patch))
+                depth = len(net.blocks)
+                for block in (range(depth) if args.blocks else [depth - 1]):  # the last block's comes last
+                    maps = cls_maps(net, block)
+                    patch = test.images.shape[-1] // maps.shape[-1]
+                    focus = attention_focus(maps, foreground_patches(test.images, patch))
+                    if args.blocks:
+                        per_block.setdefault(model, {}).setdefault(seed, {})[block] = focus
                 results.setdefault(model, {})[seed] = focus
                 plot_attention(maps[shown], test.images[shown], figures / f"{stem}.png", test.labels[shown],
                                test.classes, title=f"{model}, seed {seed}: CLS attention of the last block, per head")
@@ -381,9 +392,17 @@ def attention(args: argparse.Namespace) -> None:
             spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
             cells.append(f"{statistics.mean(values):.3f}{spread}")
         lines.append(f"| {model} | {', '.join(map(str, sorted(by_seed)))} | " + " | ".join(cells) + " |")
+    if per_block:  # separation per block: where in the network the maps follow the object
+        depth = max(len(b) for by_seed in per_block.values() for b in by_seed.values())
+        lines += ["", "separation per block (mean over seeds; block 0 is the first):", "",
+                  "| model | " + " | ".join(map(str, range(depth))) + " |", "|---|" + "---|" * depth]
+        for model, by_seed in per_block.items():
+            lines.append(f"| {model} | " + " | ".join(
+                f"{statistics.mean(b[i]['separation'] for b in by_seed.values()):.2f}" for i in range(depth)) + " |")
     text = "\n".join(lines)
     write_text_atomic(args.out / "attention.md", f"command: python {' '.join(sys.argv)}\n\n{text}\n")
-    write_text_atomic(args.out / "attention.json", json.dumps(results, indent=1))
+    write_text_atomic(args.out / "attention.json", json.dumps(
+        {**results, **({"per_block": per_block} if per_block else {})}, indent=1))
     print("\n" + text + f"\n\nfigures: {figures}")
 
 
@@ -407,6 +426,8 @@ def main() -> None:
     a = sub.add_parser("attention", help="CLS attention of compare's runs and their random inits on real images")
     a.add_argument("--out", type=Path, default=Path("runs/bench-mim"), help="the folder of a finished compare")
     a.add_argument("--images", type=int, default=1000, help="Fashion-MNIST test images (stratified subset)")
+    a.add_argument("--blocks", action="store_true",
+                   help="also measure every block's CLS attention (a separation per block), not only the last's")
 
     c = sub.add_parser("compare", help="pretrain for N minutes, fine-tune and probe, compare with random init")
     c.add_argument("--methods", default="mae,data2vec", help="comma-separated: mae, data2vec")

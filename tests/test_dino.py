@@ -228,14 +228,15 @@ class _Recorder(nn.Module):
         return x
 
 
-def test_attention_maps_match_timm_unfused_attention():
+@pytest.mark.parametrize("block", [-1, 0, 5])
+def test_attention_maps_match_timm_unfused_attention(block):
     torch.manual_seed(0)
     vit = create_backbone("vit_tiny", image_size=32).eval()
     images = torch.randn(2, 3, 32, 32)
-    maps = cls_attention_maps(vit, images)
+    maps = cls_attention_maps(vit, images) if block == -1 else cls_attention_maps(vit, images, block=block)
     assert maps.shape == (2, 3, 8, 8)
-    # reference: timm's own unfused path, whose softmaxed weights pass through attn_drop
-    attn = vit.blocks[-1].attn
+    # reference: timm's own unfused path of that block, whose softmaxed weights pass through attn_drop
+    attn = vit.blocks[block].attn
     attn.fused_attn, attn.attn_drop = False, _Recorder()
     with torch.no_grad():
         vit(images)
@@ -247,9 +248,11 @@ def test_attention_maps_match_timm_unfused_attention():
     assert small.shape == (1, 3, 4, 4)
 
 
-def test_attention_maps_refuse_non_vit():
+def test_attention_maps_refuse_non_vit_and_missing_blocks():
     with pytest.raises(ValueError, match="Vision Transformer"):
         cls_attention_maps(create_backbone("smallconv", width=8), torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="block 12 does not exist: this ViT has 12 blocks"):
+        cls_attention_maps(create_backbone("vit_tiny", image_size=16), torch.randn(1, 3, 16, 16), block=12)
     assert cls_attention_maps(tiny_dino("vit_tiny"), torch.randn(1, 3, 16, 16)).shape == (1, 3, 4, 4)
 
 

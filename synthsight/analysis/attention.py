@@ -1,10 +1,11 @@
 """Self-attention maps of a Vision Transformer's CLS token (as in DINO, Caron et al. 2021, Fig. 1 and 3).
 
-For a timm `VisionTransformer`, the last block's attention from the CLS token to every patch, one map per head:
-Tensor[B, 3, H, W] (normalised network input) -> Tensor[B, heads, H / p, W / p] for patch side p.
+For a timm `VisionTransformer`, the last block's (or any chosen block's) attention from the CLS token to every
+patch, one map per head: Tensor[B, 3, H, W] (normalised network input) -> Tensor[B, heads, H / p, W / p] for patch
+side p.
 
 timm computes attention with a fused kernel that never materialises the weights, so they are recomputed here from
-the last block's own layers (norm1, qkv, q_norm, k_norm, scale), with its input captured by a forward hook; timm is
+the block's own layers (norm1, qkv, q_norm, k_norm, scale), with its input captured by a forward hook; timm is
 not modified. Each map holds the CLS row of softmax(q k^T / sqrt(d)) restricted to the patch tokens: the CLS
 token's attention to itself (and to register tokens, if any) is left out, so a map sums to 1 minus that share,
 not to 1. Divide by `maps.sum((-2, -1), keepdim=True)` for maps that sum to 1.
@@ -13,6 +14,7 @@ Example:
     >>> backbone, cfg, _ = load_backbone(Path("runs/dino"))
     >>> maps = cls_attention_maps(backbone.eval(), normalize_images(images))   # Tensor[B, 3, 8, 8] for 32 px
     >>> up = F.interpolate(maps, size=images.shape[-2:], mode="nearest")
+    >>> first = cls_attention_maps(backbone.eval(), normalize_images(images), block=0)   # the first block's
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def _vision_transformer(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def cls_attention_maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Last-block attention of the CLS token to each patch, per head: Tensor[B, heads, H / p, W / p].
+def cls_attention_maps(model: nn.Module, images: torch.Tensor, block: int = -1) -> torch.Tensor:
+    """Attention of the CLS token to each patch in block `block` (default the last; negative counts from the end),
+    per head: Tensor[B, heads, H / p, W / p].
 
     `model`: a timm VisionTransformer (or a module whose `.backbone` is one); `images`: normalised network input,
     Tensor[B, 3, H, W] with H and W multiples of the patch side. Runs in the model's current mode (call `.eval()`).
@@ -44,7 +47,11 @@ def cls_attention_maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     vit = _vision_transformer(model)
     if images.ndim != 4:
         raise ValueError(f"images must be Tensor[B, 3, H, W], got shape {tuple(images.shape)}")
-    block = vit.blocks[-1]
+    depth = len(vit.blocks)
+    if not -depth <= block < depth:
+        raise ValueError(f"block {block} does not exist: this ViT has {depth} blocks (0 to {depth - 1}, or -1 for "
+                         f"the last)")
+    block = vit.blocks[block]
     captured: list[torch.Tensor] = []
     hook = block.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
     try:
