@@ -459,7 +459,9 @@ def main() -> None:
     c.add_argument("--probe-warmup", type=int, default=8)
     c.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every pretraining run (repeatable), e.g. trainer.batch_size=64")
-    c.add_argument("--eval-threads", type=int, default=0, help="torch threads for fine-tuning and probes (0 = all)")
+    c.add_argument("--eval-threads", type=int, default=0,
+                   help="torch threads for fine-tuning and probes (0 = all); 1 when another job keeps a core busy "
+                   "(session 11: 2 threads beside a busy core fine-tuned ~10x slower than 1 thread)")
     c.add_argument("--device", default="auto")
     c.add_argument("--progress", action="store_true")
     c.add_argument("--out", type=Path, default=Path("runs/bench-mim"))
