@@ -338,7 +338,7 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def attention(args: argparse.Namespace) -> None:
-    from synthsight.analysis.attention import cls_attention_maps
+    from synthsight.analysis.attention import cls_attention_by_block
     from synthsight.analysis.attention_focus import attention_focus, foreground_patches
     from synthsight.analysis.attention_plot import plot_attention
     from synthsight.analysis.retrieval import pick_queries
@@ -356,8 +356,9 @@ def attention(args: argparse.Namespace) -> None:
     results: dict[str, dict[int, dict[str, float]]] = {}  # model -> seed -> focus of the last block
     per_block: dict[str, dict[int, dict[int, dict[str, float]]]] = {}  # --blocks: model -> seed -> block -> focus
 
-    def cls_maps(net: torch.nn.Module, block: int) -> torch.Tensor:
-        return torch.cat([cls_attention_maps(net, normalize_images(x), block=block) for x in test.images.split(256)])
+    def cls_maps(net: torch.nn.Module) -> torch.Tensor:  # Tensor[blocks, B, heads, h, w]: every block or the last
+        blocks = None if args.blocks else [-1]
+        return torch.cat([cls_attention_by_block(net, normalize_images(x), blocks) for x in test.images.split(256)], 1)
 
     with torch.no_grad():
         for run in runs:
@@ -370,11 +371,11 @@ def attention(args: argparse.Namespace) -> None:
                 if seed in results.get(model, {}):
                     continue
                 net.eval()
-                depth = len(net.blocks)
-                for block in (range(depth) if args.blocks else [depth - 1]):  # the last block's comes last
-                    maps = cls_maps(net, block)
-                    patch = test.images.shape[-1] // maps.shape[-1]
-                    focus = attention_focus(maps, foreground_patches(test.images, patch))
+                by_block = cls_maps(net)
+                patch = test.images.shape[-1] // by_block.shape[-1]
+                foreground = foreground_patches(test.images, patch)
+                for block, maps in enumerate(by_block):  # the last block's comes last
+                    focus = attention_focus(maps, foreground)
                     if args.blocks:
                         per_block.setdefault(model, {}).setdefault(seed, {})[block] = focus
                 results.setdefault(model, {})[seed] = focus

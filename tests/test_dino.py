@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from synthsight.analysis.attention import cls_attention_maps
+from synthsight.analysis.attention import cls_attention_by_block, cls_attention_maps
 from synthsight.augment.multicrop import MultiCropConfig, multi_crop
 from synthsight.augment.ops import gaussian_blur, random_solarize
 from synthsight.augment.rng import PerImageRandom
@@ -246,6 +246,10 @@ def test_attention_maps_match_timm_unfused_attention(block):
     assert torch.allclose(maps.sum((-2, -1)) + full[:, :, 0, 0], torch.ones(2, 3), atol=1e-5)
     small = cls_attention_maps(vit, torch.randn(1, 3, 16, 16))  # another input side: a 4x4 grid
     assert small.shape == (1, 3, 4, 4)
+    # every block from one forward pass: the same maps, in the order asked
+    every = cls_attention_by_block(vit, images)
+    assert every.shape == (12, 2, 3, 8, 8) and torch.allclose(every[block], maps)
+    assert torch.allclose(cls_attention_by_block(vit, images, [block, 0]), torch.stack([maps, every[0]]))
 
 
 def test_attention_maps_refuse_non_vit_and_missing_blocks():
