@@ -65,8 +65,8 @@ def cls_attention_by_block(model: nn.Module, images: torch.Tensor,
             raise ValueError(f"block {i} does not exist: this ViT has {depth} blocks (0 to {depth - 1}, or -1 for "
                              f"the last)")
     captured: dict[int, torch.Tensor] = {}
-    hooks = [vit.blocks[i].register_forward_pre_hook(
-        lambda _module, args, i=i % depth: captured.__setitem__(i, args[0])) for i in set(b % depth for b in blocks)]
+    hooks = [vit.blocks[i].register_forward_pre_hook(lambda _module, args, i=i: captured.__setitem__(i, args[0]))
+             for i in {b % depth for b in blocks}]  # each block's input, keyed by its index from 0
     try:
         vit.forward_features(images)
     finally:
