@@ -372,12 +372,11 @@ def attention(args: argparse.Namespace) -> None:
                     continue
                 net.eval()
                 by_block = cls_maps(net)
-                patch = test.images.shape[-1] // by_block.shape[-1]
-                foreground = foreground_patches(test.images, patch)
-                for block, maps in enumerate(by_block):  # the last block's comes last
-                    focus = attention_focus(maps, foreground)
-                    if args.blocks:
-                        per_block.setdefault(model, {}).setdefault(seed, {})[block] = focus
+                foreground = foreground_patches(test.images, test.images.shape[-1] // by_block.shape[-1])
+                focus_by_block = [attention_focus(m, foreground) for m in by_block]
+                if args.blocks:
+                    per_block.setdefault(model, {})[seed] = dict(enumerate(focus_by_block))
+                maps, focus = by_block[-1], focus_by_block[-1]  # the last block's: the table and the figure
                 results.setdefault(model, {})[seed] = focus
                 plot_attention(maps[shown], test.images[shown], figures / f"{stem}.png", test.labels[shown],
                                test.classes, title=f"{model}, seed {seed}: CLS attention of the last block, per head")
