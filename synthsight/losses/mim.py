@@ -5,6 +5,8 @@
   better-features variant).
 - `layer_average_targets`: data2vec (Baevski et al. 2022), the average of the teacher's top-K block outputs, each
   instance-normalised (every channel over one image's tokens) first.
+- `cls_targets`: one target per image for a loss on the CLS token (data2vec 2.0's mean of the patch targets, or the
+  teacher's own CLS token).
 - `masked_regression_loss`: data2vec's regression of those targets, MSE (data2vec 2.0) or smooth L1 (data2vec).
 
 Pure functions of tensors, computed in float32; they do not stop the gradient (the teacher runs under no_grad).
@@ -59,6 +61,20 @@ def layer_average_targets(layers: list[torch.Tensor], layer_norm: bool = False) 
     normed = [F.instance_norm(x.float().transpose(1, 2)).transpose(1, 2) for x in layers]
     target = torch.stack(normed).mean(dim=0)
     return F.layer_norm(target, target.shape[-1:]) if layer_norm else target
+
+
+def cls_targets(kind: str, patch_targets: torch.Tensor, teacher_cls: list[torch.Tensor]) -> torch.Tensor:
+    """Targets Tensor[B, D] for the student's CLS token: `patch_mean`, the mean over the N patches of the targets
+    Tensor[B, N, D] (data2vec 2.0); `teacher_cls`, the teacher's CLS outputs of the top-K blocks (each Tensor[B, D])
+    averaged and layer-normalised over channels."""
+    if kind == "patch_mean":
+        return patch_targets.float().mean(dim=1)
+    if kind == "teacher_cls":
+        if not teacher_cls:
+            raise ValueError("no teacher CLS outputs to average; method.top_k_blocks must be >= 1")
+        target = torch.stack([t.float() for t in teacher_cls]).mean(dim=0)
+        return F.layer_norm(target, target.shape[-1:])
+    raise ValueError(f"unknown CLS target {kind!r}; use patch_mean or teacher_cls")
 
 
 def masked_regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mse",

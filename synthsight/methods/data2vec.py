@@ -11,6 +11,16 @@ its last `top_k_blocks` block outputs, each instance-normalised over the image's
 `losses.mim.masked_regression_loss` (MSE or smooth L1) is taken there. After the step the teacher moves towards
 the student (momentum `momentum` -> 1, cosine). Fixed 2-D sin-cos positions, as in MAE.
 
+A loss on the CLS token beside the masked one (`cls_weight` > 0; off by default): the masked-patch loss never
+reaches the CLS token, so its attention is left untrained (docs/BENCHMARKS.md). The student's CLS output (after the
+final norm) regresses, with the same loss, one target per image (`losses.mim.cls_targets`): `cls_target=patch_mean`
+is data2vec 2.0's, the mean over all patches of the teacher's target (which needs `layer_norm_targets`: instance-
+normalised targets alone average to zero over the patches); `teacher_cls` is the teacher's own CLS token averaged
+over the same top-K blocks and layer-normalised over channels, a masked view predicting the whole image's summary
+as in MSN / iBOT (without their prototypes). The loss is `masked_regression_loss + cls_weight x cls loss`, both
+means; data2vec 2.0 weights its CLS loss 0.01 per image against the mean over masked tokens, i.e. ~2.56 in these
+terms for its 256 rows (16 images x 16 masks) per GPU, ~1.3 for this preset's batch of 128.
+
 What keeps the targets from collapsing to a constant is the slow teacher and the instance normalisation: watch
 the `embeddings` (mean visible student token per image) for a spread that shrinks to nothing.
 
@@ -29,7 +39,7 @@ import torch
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, check_choices, check_ranges
-from synthsight.losses.mim import layer_average_targets, masked_regression_loss
+from synthsight.losses.mim import cls_targets, layer_average_targets, masked_regression_loss
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.mae import one_view
 from synthsight.methods.masking import (
@@ -53,11 +63,17 @@ class Data2VecConfig:
     decoder_dim: int = 128  # decoder width (data2vec 2.0 uses a small convolutional decoder; MAE's suits too)
     decoder_depth: int = 2  # decoder blocks
     decoder_heads: int = 4  # attention heads of the decoder (decoder_dim must be divisible by it)
+    cls_weight: float = 0.0  # weight of the loss on the student's CLS token (0: none, as data2vec 1)
+    cls_target: str = "patch_mean"  # patch_mean (data2vec 2.0) | teacher_cls (the teacher's CLS token)
 
     def __post_init__(self) -> None:
         check_ranges(self, "method", mask_ratio="(0,1)", top_k_blocks=">=1", loss_beta=">0", momentum="[0,1]",
-                     decoder_dim=">=4", decoder_depth=">=1", decoder_heads=">=1")
-        check_choices(self, "method", loss=("mse", "smooth_l1"))
+                     decoder_dim=">=4", decoder_depth=">=1", decoder_heads=">=1", cls_weight=">=0")
+        check_choices(self, "method", loss=("mse", "smooth_l1"), cls_target=("patch_mean", "teacher_cls"))
+        if self.cls_weight > 0 and self.cls_target == "patch_mean" and not self.layer_norm_targets:
+            raise ConfigError("method.cls_target=patch_mean needs method.layer_norm_targets=true: instance-"
+                              "normalised targets average to zero over the patches, leaving the CLS token nothing "
+                              "to predict; set it, or use method.cls_target=teacher_cls")
 
 
 @METHODS.register("data2vec")
@@ -79,24 +95,38 @@ class Data2Vec(Method):
                                      cfg.decoder_heads, num_prefix=backbone.num_prefix_tokens)
         self.teacher_backbone = frozen_copy(backbone)
 
-    @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's targets for normalised images: Tensor[B, N, D] in image order, float32, no gradient."""
+        return self.all_targets(x)[0]
+
+    @torch.no_grad()
+    def all_targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher's patch targets Tensor[B, N, D] and, when cls_weight > 0, the CLS targets Tensor[B, D]."""
         prefix, patches, _ = embed_patches(self.teacher_backbone, x)
         _, blocks = encode_tokens(self.teacher_backbone, torch.cat([prefix, patches], dim=1), self.cfg.top_k_blocks)
         k = prefix.shape[1]
-        return layer_average_targets([b[:, k:] for b in blocks], self.cfg.layer_norm_targets)
+        target = layer_average_targets([b[:, k:] for b in blocks], self.cfg.layer_norm_targets)
+        if self.cfg.cls_weight == 0:
+            return target, None
+        return target, cls_targets(self.cfg.cls_target, target, [b[:, 0] for b in blocks])
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         x = self.network_input(one_view(images, g, self.views))
-        target = self.targets(x)
+        target, cls_target = self.all_targets(x)
         prefix, patches, grid = embed_patches(self.backbone, x)
         mask = random_patch_mask(g, len(x), patches.shape[1], self.cfg.mask_ratio, device=x.device)
         tokens, _ = encode_tokens(self.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
         pred = self.decoder(tokens, mask.restore, grid)
         loss = masked_regression_loss(pred, target, mask.mask, self.cfg.loss, self.cfg.loss_beta)
+        logs = {"data2vec": float(loss.detach())}
+        if cls_target is not None:
+            everything = torch.ones(len(x), 1, dtype=torch.bool, device=x.device)  # one "patch" per image, counted
+            cls_loss = masked_regression_loss(tokens[:, :1], cls_target[:, None], everything, self.cfg.loss,
+                                              self.cfg.loss_beta)
+            loss = loss + self.cfg.cls_weight * cls_loss
+            logs["cls"] = float(cls_loss.detach())
         embeddings = tokens[:, prefix.shape[1]:].mean(dim=1).detach().float()
-        return StepOutput(loss, {"data2vec": float(loss.detach())}, embeddings=embeddings)
+        return StepOutput(loss, logs, embeddings=embeddings)
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         ema_update_(self.teacher_backbone, self.backbone, cosine_momentum(step, total_steps, base=self.cfg.momentum))
