@@ -9,9 +9,11 @@ import torch
 from synthsight.augment.rng import PerImageRandom
 from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, load_config
-from synthsight.losses.mim import layer_average_targets, masked_pixel_loss, masked_regression_loss, patchify
+from synthsight.losses.mim import (
+    cls_targets, layer_average_targets, masked_pixel_loss, masked_regression_loss, patchify,
+)
 from synthsight.methods.data2vec import Data2Vec, Data2VecConfig
-from synthsight.methods.mae import MAE, MAEConfig
+from synthsight.methods.mae import MAE, MAEConfig, one_view
 from synthsight.methods.masking import embed_patches, encode_tokens, random_patch_mask, take_tokens, visible_count
 from synthsight.methods.momentum import cosine_momentum
 from synthsight.models.backbones import create_backbone
@@ -190,6 +192,58 @@ def test_data2vec_teacher_moves_only_by_ema_and_its_targets_carry_no_gradient():
     m = cosine_momentum(3, 10, base=0.9)
     for n, p in teacher.named_parameters():  # teacher <- m x teacher + (1 - m) x student, nothing else
         torch.testing.assert_close(p, m * old[n] + (1 - m) * student[n].detach(), rtol=1e-5, atol=1e-6)
+
+
+def d2v(**kw) -> Data2Vec:
+    return Data2Vec(vit(), Data2VecConfig(top_k_blocks=3, decoder_dim=32, decoder_depth=1, decoder_heads=2, **kw),
+                    views=VIEWS)
+
+
+def test_cls_targets_are_the_patch_mean_or_the_teachers_normalised_cls_token():
+    method = d2v(cls_weight=1.0, layer_norm_targets=True)
+    x = normalize_images(images(4))
+    target, cls = method.all_targets(x)
+    torch.testing.assert_close(cls, target.mean(dim=1))  # data2vec 2.0: the mean of the patch targets
+    assert cls.abs().mean() > 1e-3  # not the zero that instance-normalised targets alone would average to
+    method = d2v(cls_weight=1.0, cls_target="teacher_cls")
+    _, cls = method.all_targets(x)
+    prefix, patches, _ = embed_patches(method.teacher_backbone, x)
+    _, blocks = encode_tokens(method.teacher_backbone, torch.cat([prefix, patches], dim=1), 3)
+    expected = torch.nn.functional.layer_norm(torch.stack([b[:, 0] for b in blocks]).mean(0), (192,))
+    torch.testing.assert_close(cls, expected)
+    assert not cls.requires_grad and d2v().all_targets(x)[1] is None  # no CLS target without the CLS loss
+    with pytest.raises(ValueError, match="patch_mean or teacher_cls"):
+        cls_targets("cls", target, [])
+
+
+@pytest.mark.parametrize("kind", ["patch_mean", "teacher_cls"])
+def test_data2vec_cls_loss_regresses_the_students_cls_output_on_the_masked_view(kind):
+    """loss = masked loss + cls_weight x MSE(student CLS output of the masked view, CLS target), recomputed here
+    step by step with the same randomness."""
+    kw = dict(cls_target=kind, layer_norm_targets=True)
+    method, plain = d2v(cls_weight=0.5, **kw), d2v(**kw)
+    out = method.training_step(images(4), torch.Generator().manual_seed(0))
+    base = plain.training_step(images(4), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x = method.network_input(one_view(images(4), g, VIEWS))
+    prefix, patches, _ = embed_patches(method.backbone, x)
+    mask = random_patch_mask(g, len(x), patches.shape[1], 0.75)
+    tokens, _ = encode_tokens(method.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
+    expected = (tokens[:, 0].float() - method.all_targets(x)[1]).pow(2).mean()
+    torch.testing.assert_close(torch.tensor(out.terms["cls"]), expected.detach())
+    torch.testing.assert_close(out.loss, base.loss + 0.5 * expected, rtol=1e-5, atol=1e-6)
+    out.loss.backward()
+    assert method.backbone.cls_token.grad is not None and all(
+        p.grad is None for p in method.teacher_backbone.parameters())
+
+
+def test_data2vec_cls_loss_settings_are_checked():
+    with pytest.raises(ConfigError, match="layer_norm_targets=true"):
+        Data2VecConfig(cls_weight=1.0)  # instance-normalised targets alone average to zero over the patches
+    with pytest.raises(ConfigError, match="cls_target"):
+        Data2VecConfig(cls_weight=1.0, cls_target="mean")
+    with pytest.raises(ConfigError, match="cls_weight"):
+        Data2VecConfig(cls_weight=-1.0)
 
 
 def test_masked_modelling_needs_a_vit_and_says_so():
