@@ -183,19 +183,19 @@ def analyse(encoders: list[EncoderData], test: Any, out_dir: Path, settings: Ana
             notes.append("attention maps: skipped, synthsight.analysis.attention is not available")
             return
         q = pick_queries(test.labels, 1, s.seed, s.n_attention)
-        images = test.images[q]
+        images = test.images[q]  # drawn; the focus is measured over more images (`sample`), in the same pass
+        order = torch.randperm(len(test.images), generator=torch.Generator().manual_seed(s.seed))[:s.n_focus]
+        sample = test.images[order]
         try:
-            maps = _attention_maps(cls_attention_maps, ours.network, images)
+            both = _attention_maps(cls_attention_maps, ours.network, torch.cat([images, sample]))
         except ValueError as err:
             notes.append(f"attention maps: skipped, the backbone is not a ViT ({err})")
             return
+        maps, sample_maps = both[:len(images)], both[len(images):]
         summary["attention"] = {"images": q.tolist(), "heads": int(maps.shape[1]), "grid": list(maps.shape[2:])}
-        try:  # how much of it falls on the object (analysis/attention_focus.py), over more images than are drawn
+        try:  # how much of it falls on the object (analysis/attention_focus.py)
             from synthsight.analysis.attention_focus import attention_focus, foreground_patches
 
-            order = torch.randperm(len(test.images), generator=torch.Generator().manual_seed(s.seed))[:s.n_focus]
-            sample = test.images[order]
-            sample_maps = _attention_maps(cls_attention_maps, ours.network, sample)
             patch = sample.shape[-1] // sample_maps.shape[-1]
             summary["attention"]["focus"] = attention_focus(sample_maps, foreground_patches(sample, patch))
         except ValueError as err:
