@@ -198,10 +198,9 @@ class TrainerConfig:
         check_ranges(self, "trainer", steps=">=1", minutes=">=0", batch_size=">=2", lr=">0", weight_decay=">=0",
                      warmup_steps=">=0", min_lr=">=0", accumulate=">=1", grad_clip=">=0", threads=">=0", workers=">=0",
                      log_every=">=1", checkpoint_every=">=1", keep_checkpoints=">=0", max_consecutive_skips=">=1",
-                     collapse_check_every=">=0",
-                     collapse_patience=">=1", collapse_min_std=">=0", collapse_min_rank=">=0",
-                     collapse_max_entropy="(0,1]", collapse_max_argmax_share="(0,1]", online_eval_every=">=0",
-                     online_eval_limit=">=2", online_eval_test_limit=">=1")
+                     collapse_check_every=">=0", collapse_patience=">=1", collapse_min_std=">=0",
+                     collapse_min_rank=">=0", collapse_max_entropy="(0,1]", collapse_max_argmax_share="(0,1]",
+                     online_eval_every=">=0", online_eval_limit=">=2", online_eval_test_limit=">=1")
         check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"),
                       log=("csv", "tensorboard"), split=("fixed", "auto"))
         check_device(self.device)

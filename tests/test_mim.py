@@ -178,7 +178,7 @@ def test_data2vec_teacher_moves_only_by_ema_and_its_targets_carry_no_gradient():
     teacher = method.teacher_backbone
     assert all(not p.requires_grad for p in teacher.parameters())
     x = normalize_images(images(4))
-    target = method.targets(x)
+    target = method.targets(x)[0]
     assert target.shape == (4, 16, 192) and not target.requires_grad and target.grad_fn is None
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
     old = {n: p.clone() for n, p in teacher.named_parameters()}
@@ -202,16 +202,16 @@ def d2v(**kw) -> Data2Vec:
 def test_cls_targets_are_the_patch_mean_or_the_teachers_normalised_cls_token():
     method = d2v(cls_weight=1.0, layer_norm_targets=True)
     x = normalize_images(images(4))
-    target, cls = method.all_targets(x)
+    target, cls = method.targets(x)
     torch.testing.assert_close(cls, target.mean(dim=1))  # data2vec 2.0: the mean of the patch targets
     assert cls.abs().mean() > 1e-3  # not the zero that instance-normalised targets alone would average to
     method = d2v(cls_weight=1.0, cls_target="teacher_cls")
-    _, cls = method.all_targets(x)
+    _, cls = method.targets(x)
     prefix, patches, _ = embed_patches(method.teacher_backbone, x)
     _, blocks = encode_tokens(method.teacher_backbone, torch.cat([prefix, patches], dim=1), 3)
     expected = torch.nn.functional.layer_norm(torch.stack([b[:, 0] for b in blocks]).mean(0), (192,))
     torch.testing.assert_close(cls, expected)
-    assert not cls.requires_grad and d2v().all_targets(x)[1] is None  # no CLS target without the CLS loss
+    assert not cls.requires_grad and d2v().targets(x)[1] is None  # no CLS target without the CLS loss
     with pytest.raises(ValueError, match="patch_mean or teacher_cls"):
         cls_targets("cls", target, [])
 
@@ -229,7 +229,7 @@ def test_data2vec_cls_loss_regresses_the_students_cls_output_on_the_masked_view(
     prefix, patches, _ = embed_patches(method.backbone, x)
     mask = random_patch_mask(g, len(x), patches.shape[1], 0.75)
     tokens, _ = encode_tokens(method.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
-    expected = (tokens[:, 0].float() - method.all_targets(x)[1]).pow(2).mean()
+    expected = (tokens[:, 0].float() - method.targets(x)[1]).pow(2).mean()
     torch.testing.assert_close(torch.tensor(out.terms["cls"]), expected.detach())
     torch.testing.assert_close(out.loss, base.loss + 0.5 * expected, rtol=1e-5, atol=1e-6)
     out.loss.backward()

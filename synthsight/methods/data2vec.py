@@ -95,13 +95,10 @@ class Data2Vec(Method):
                                      cfg.decoder_heads, num_prefix=backbone.num_prefix_tokens)
         self.teacher_backbone = frozen_copy(backbone)
 
-    def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's targets for normalised images: Tensor[B, N, D] in image order, float32, no gradient."""
-        return self.all_targets(x)[0]
-
     @torch.no_grad()
-    def all_targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The teacher's patch targets Tensor[B, N, D] and, when cls_weight > 0, the CLS targets Tensor[B, D]."""
+    def targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher's targets for normalised images, float32, no gradient: the patch targets Tensor[B, N, D] in
+        image order and, when cls_weight > 0, the CLS targets Tensor[B, D] (else None)."""
         prefix, patches, _ = embed_patches(self.teacher_backbone, x)
         _, blocks = encode_tokens(self.teacher_backbone, torch.cat([prefix, patches], dim=1), self.cfg.top_k_blocks)
         k = prefix.shape[1]
@@ -112,7 +109,7 @@ class Data2Vec(Method):
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         x = self.network_input(one_view(images, g, self.views))
-        target, cls_target = self.all_targets(x)
+        target, cls_target = self.targets(x)
         prefix, patches, grid = embed_patches(self.backbone, x)
         mask = random_patch_mask(g, len(x), patches.shape[1], self.cfg.mask_ratio, device=x.device)
         tokens, _ = encode_tokens(self.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
