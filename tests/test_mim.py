@@ -237,6 +237,62 @@ def test_data2vec_cls_loss_regresses_the_students_cls_output_on_the_masked_view(
         p.grad is None for p in method.teacher_backbone.parameters())
 
 
+def test_prototype_cls_loss_is_ibots_cross_entropy_to_the_centred_sharpened_teacher():
+    """cls_target=prototypes: loss = masked loss + w x CE(softmax(student head(CLS) / 0.1), softmax((teacher head(
+    teacher's final CLS) - centre) / 0.04)), recomputed here; the centre then moves towards the teacher's mean."""
+    method, plain = d2v(cls_weight=0.5, cls_target="prototypes", cls_prototypes=16), d2v()
+    method.centre.fill_(0.25)
+    out = method.training_step(images(4), torch.Generator().manual_seed(0))
+    base = plain.training_step(images(4), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x = method.network_input(one_view(images(4), g, VIEWS))
+    prefix, patches, _ = embed_patches(method.backbone, x)
+    mask = random_patch_mask(g, len(x), patches.shape[1], 0.75)
+    tokens, _ = encode_tokens(method.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
+    t_prefix, t_patches, _ = embed_patches(method.teacher_backbone, x)
+    t_final, _ = encode_tokens(method.teacher_backbone, torch.cat([t_prefix, t_patches], dim=1))
+    t_scores = method.teacher_head(t_final[:, 0])
+    p = torch.softmax((t_scores - 0.25) / 0.04, dim=-1)
+    expected = -(p * torch.log_softmax(method.cls_head(tokens[:, 0]) / 0.1, dim=-1)).sum(-1).mean()
+    torch.testing.assert_close(torch.tensor(out.terms["cls"]), expected.detach())
+    torch.testing.assert_close(out.loss, base.loss + 0.5 * expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(method.centre, 0.9 * 0.25 + 0.1 * t_scores.mean(0))
+    out.loss.backward()
+    assert method.cls_head.mlp[0].weight.grad is not None and method.backbone.cls_token.grad is not None
+    assert all(p.grad is None and not p.requires_grad for p in method.teacher_head.parameters())
+    old = {n: q.clone() for n, q in method.teacher_head.named_parameters()}
+    torch.optim.SGD([q for q in method.parameters() if q.requires_grad], lr=0.1).step()
+    method.after_optimizer_step(3, 10)
+    m = cosine_momentum(3, 10, base=0.996)
+    for n, q in method.teacher_head.named_parameters():  # the teacher head follows the student head by EMA only
+        torch.testing.assert_close(q, m * old[n] + (1 - m) * dict(method.cls_head.named_parameters())[n].detach())
+
+
+def test_cross_view_cls_loss_predicts_the_other_views_target():
+    """cross_view: two views per image (view by view in one batch), the patch loss in each, and the CLS output of
+    view 1 regresses view 2's target and the other way round."""
+    method = d2v(cls_weight=1.0, cls_target="teacher_cls", cross_view=True)
+    out = method.training_step(images(4), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    xs, masks = [], []
+    for _ in range(2):
+        xs.append(method.network_input(one_view(images(4), g, VIEWS)))
+        masks.append(random_patch_mask(g, 4, 16, 0.75))
+    assert not torch.equal(xs[0], xs[1])
+    cls_out, losses = [], []
+    for x, mask in zip(xs, masks):
+        prefix, patches, grid = embed_patches(method.backbone, x)
+        tokens, _ = encode_tokens(method.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
+        losses.append(masked_regression_loss(method.decoder(tokens, mask.restore, grid), method.targets(x)[0],
+                                             mask.mask))
+        cls_out.append(tokens[:, 0])
+    t1, t2 = method.targets(xs[0])[1], method.targets(xs[1])[1]
+    expected = torch.cat([cls_out[0] - t2, cls_out[1] - t1]).pow(2).mean()
+    torch.testing.assert_close(torch.tensor(out.terms["cls"]), expected.detach())
+    torch.testing.assert_close(out.loss, (losses[0] + losses[1]) / 2 + expected, rtol=1e-5, atol=1e-6)
+    assert out.embeddings.shape == (4, 192)
+
+
 def test_data2vec_cls_loss_settings_are_checked():
     with pytest.raises(ConfigError, match="layer_norm_targets=true"):
         Data2VecConfig(cls_weight=1.0)  # instance-normalised targets alone average to zero over the patches
@@ -244,6 +300,11 @@ def test_data2vec_cls_loss_settings_are_checked():
         Data2VecConfig(cls_weight=1.0, cls_target="mean")
     with pytest.raises(ConfigError, match="cls_weight"):
         Data2VecConfig(cls_weight=-1.0)
+    with pytest.raises(ConfigError, match="method.cls_weight > 0"):
+        Data2VecConfig(cross_view=True)  # two views and no loss that compares them
+    with pytest.raises(ConfigError, match="cls_teacher_temp"):
+        Data2VecConfig(cls_weight=1.0, cls_target="prototypes", cls_teacher_temp=0.0)
+    Data2VecConfig(cls_weight=1.0, cls_target="prototypes")  # a softmax target needs no layer-normalised patches
 
 
 def test_masked_modelling_needs_a_vit_and_says_so():

@@ -9,6 +9,7 @@ Example:
     >>> probs = [teacher_probs(t, centre, teacher_temperature(step, 100)) for t in teacher_logits.chunk(2)]
     >>> loss = dino_loss(student_logits.chunk(2 + n_local), probs, student_temp=0.1)
     >>> centre = updated_centre(centre, teacher_logits, momentum=0.9)
+    >>> loss = soft_cross_entropy(student_logits, probs[0], student_temp=0.1)   # one pair
 """
 
 from __future__ import annotations
@@ -44,17 +45,23 @@ def dino_loss(student_logits_per_crop: Sequence[torch.Tensor], teacher_probs_per
     if n_global < 1 or n_crops < 2 or n_global > n_crops:
         raise ValueError(f"need at least one teacher view and two student views, the teacher's among them; got "
                          f"{n_global} teacher and {n_crops} student views")
-    if student_temp <= 0:
-        raise ValueError(f"student_temp must be > 0, got {student_temp}")
-    log_p = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student_logits_per_crop]
-    total, pairs = torch.zeros((), device=log_p[0].device), 0
+    total, pairs = torch.zeros((), device=student_logits_per_crop[0].device), 0
     for t, p_t in enumerate(teacher_probs_per_global):
-        for s, log_p_s in enumerate(log_p):
+        for s, s_logits in enumerate(student_logits_per_crop):
             if s == t:  # the same view: nothing to learn from predicting itself
                 continue
-            total = total + (-(p_t.float() * log_p_s).sum(dim=-1)).mean()
+            total = total + soft_cross_entropy(s_logits, p_t, student_temp)
             pairs += 1
     return total / pairs
+
+
+def soft_cross_entropy(student_logits: torch.Tensor, probs: torch.Tensor, student_temp: float) -> torch.Tensor:
+    """-sum_k p[k] log softmax(s / student_temp)[k], averaged over the batch: Tensor[B, K] logits and teacher
+    probabilities -> scalar. One (teacher view, student view) pair of `dino_loss`; also iBOT's CLS loss."""
+    if student_temp <= 0:
+        raise ValueError(f"student_temp must be > 0, got {student_temp}")
+    log_p = F.log_softmax(student_logits.float() / student_temp, dim=-1)
+    return (-(probs.float() * log_p).sum(dim=-1)).mean()
 
 
 @torch.no_grad()

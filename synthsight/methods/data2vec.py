@@ -20,6 +20,13 @@ over the same top-K blocks and layer-normalised over channels, a masked view pre
 as in MSN / iBOT (without their prototypes). The loss is `masked_regression_loss + cls_weight x cls loss`, both
 means; data2vec 2.0 weights its CLS loss 0.01 per image against the mean over masked tokens, i.e. ~2.56 in these
 terms for its 256 rows (16 images x 16 masks) per GPU, ~1.3 for this preset's batch of 128.
+`cls_target=prototypes` is iBOT's CLS loss (Zhou et al. 2022) instead of a regression: a DINO head (student; an EMA
+copy for the teacher) maps the CLS token to `cls_prototypes` scores, and the student's softmax (temperature
+`cls_student_temp`) is pulled by cross-entropy towards the teacher's centred and sharpened softmax
+(`cls_teacher_temp`, centre EMA `cls_centre_momentum`), DINO's recipe against collapse. `cross_view=true` takes
+two random views of every image (twice the compute per image): the patch loss is taken in each view, and each
+view's CLS token predicts the CLS target of the other (iBOT / DINO's cross-view invariance; with one view the
+masked view predicts its own whole image).
 
 What keeps the targets from collapsing to a constant is the slow teacher and the instance normalisation: watch
 the `embeddings` (mean visible student token per image) for a spread that shrinks to nothing.
@@ -39,13 +46,17 @@ import torch
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, check_choices, check_ranges
+from synthsight.distributed import mean_across_ranks
+from synthsight.losses.dino import soft_cross_entropy, teacher_probs, updated_centre
 from synthsight.losses.mim import cls_targets, layer_average_targets, masked_regression_loss
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.mae import one_view
 from synthsight.methods.masking import (
-    embed_patches, encode_tokens, random_patch_mask, require_vit, take_tokens, use_sincos_positions_, visible_count,
+    PatchMask, embed_patches, encode_tokens, random_patch_mask, require_vit, take_tokens, use_sincos_positions_,
+    visible_count,
 )
 from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy
+from synthsight.models.dino_head import DINOHead
 from synthsight.models.mim_decoder import MaskedDecoder
 from synthsight.registry import METHODS
 
@@ -64,12 +75,23 @@ class Data2VecConfig:
     decoder_depth: int = 2  # decoder blocks
     decoder_heads: int = 4  # attention heads of the decoder (decoder_dim must be divisible by it)
     cls_weight: float = 0.0  # weight of the loss on the student's CLS token (0: none, as data2vec 1)
-    cls_target: str = "patch_mean"  # patch_mean (data2vec 2.0) | teacher_cls (the teacher's CLS token)
+    # patch_mean (data2vec 2.0) | teacher_cls (the teacher's CLS token) | prototypes (iBOT: a DINO head's softmax)
+    cls_target: str = "patch_mean"
+    cls_prototypes: int = 1024  # prototypes only: K scores of the CLS head (iBOT 8192 at ImageNet scale)
+    cls_student_temp: float = 0.1  # prototypes only: student softmax temperature (iBOT / DINO 0.1)
+    cls_teacher_temp: float = 0.04  # prototypes only: teacher temperature, sharper than the student's (iBOT 0.04)
+    cls_centre_momentum: float = 0.9  # prototypes only: EMA of the teacher's mean scores that is subtracted
+    cross_view: bool = False  # two views per image, each view's CLS predicting the other's target (needs cls_weight)
 
     def __post_init__(self) -> None:
         check_ranges(self, "method", mask_ratio="(0,1)", top_k_blocks=">=1", loss_beta=">0", momentum="[0,1]",
-                     decoder_dim=">=4", decoder_depth=">=1", decoder_heads=">=1", cls_weight=">=0")
-        check_choices(self, "method", loss=("mse", "smooth_l1"), cls_target=("patch_mean", "teacher_cls"))
+                     decoder_dim=">=4", decoder_depth=">=1", decoder_heads=">=1", cls_weight=">=0",
+                     cls_prototypes=">=2", cls_student_temp=">0", cls_teacher_temp=">0", cls_centre_momentum="[0,1]")
+        check_choices(self, "method", loss=("mse", "smooth_l1"),
+                      cls_target=("patch_mean", "teacher_cls", "prototypes"))
+        if self.cross_view and self.cls_weight == 0:
+            raise ConfigError("method.cross_view=true only changes where the CLS loss takes its target, and "
+                              "method.cls_weight is 0; set method.cls_weight > 0 (e.g. 1), or cross_view=false")
         if self.cls_weight > 0 and self.cls_target == "patch_mean" and not self.layer_norm_targets:
             raise ConfigError("method.cls_target=patch_mean needs method.layer_norm_targets=true: instance-"
                               "normalised targets average to zero over the patches, leaving the CLS token nothing "
@@ -94,36 +116,67 @@ class Data2Vec(Method):
         self.decoder = MaskedDecoder(backbone.embed_dim, backbone.embed_dim, cfg.decoder_dim, cfg.decoder_depth,
                                      cfg.decoder_heads, num_prefix=backbone.num_prefix_tokens)
         self.teacher_backbone = frozen_copy(backbone)
+        if cfg.cls_weight > 0 and cfg.cls_target == "prototypes":  # iBOT's CLS head, an EMA copy for the teacher
+            self.cls_head = DINOHead(backbone.embed_dim, cfg.cls_prototypes)
+            self.teacher_head = frozen_copy(self.cls_head)
+            self.register_buffer("centre", torch.zeros(cfg.cls_prototypes))
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The teacher's targets for normalised images, float32, no gradient: the patch targets Tensor[B, N, D] in
-        image order and, when cls_weight > 0, the CLS targets Tensor[B, D] (else None)."""
+        image order and, when cls_weight > 0, the CLS targets (else None): Tensor[B, D] to regress, or for
+        `prototypes` the teacher head's scores Tensor[B, K] (before centring and sharpening)."""
         prefix, patches, _ = embed_patches(self.teacher_backbone, x)
-        _, blocks = encode_tokens(self.teacher_backbone, torch.cat([prefix, patches], dim=1), self.cfg.top_k_blocks)
+        final, blocks = encode_tokens(self.teacher_backbone, torch.cat([prefix, patches], dim=1), self.cfg.top_k_blocks)
         k = prefix.shape[1]
         target = layer_average_targets([b[:, k:] for b in blocks], self.cfg.layer_norm_targets)
         if self.cfg.cls_weight == 0:
             return target, None
+        if self.cfg.cls_target == "prototypes":
+            return target, self.teacher_head(final[:, 0]).float()
         return target, cls_targets(self.cfg.cls_target, target, [b[:, 0] for b in blocks])
 
+    def _views(self, images: torch.Tensor, g: Randomness) -> tuple[torch.Tensor, PatchMask]:
+        """One view per image (two, stacked view by view, with cross_view) and a patch mask per view."""
+        n = (self.views.size // self.backbone.patch_embed.patch_size[0]) ** 2
+        xs, masks = [], []
+        for _ in range(2 if self.cfg.cross_view else 1):
+            xs.append(self.network_input(one_view(images, g, self.views)))
+            masks.append(random_patch_mask(g, len(images), n, self.cfg.mask_ratio, device=xs[-1].device))
+        return torch.cat(xs), PatchMask(*(torch.cat(f) for f in zip(*((m.keep, m.restore, m.mask) for m in masks))))
+
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
-        x = self.network_input(one_view(images, g, self.views))
+        x, mask = self._views(images, g)
         target, cls_target = self.targets(x)
         prefix, patches, grid = embed_patches(self.backbone, x)
-        mask = random_patch_mask(g, len(x), patches.shape[1], self.cfg.mask_ratio, device=x.device)
         tokens, _ = encode_tokens(self.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
         pred = self.decoder(tokens, mask.restore, grid)
         loss = masked_regression_loss(pred, target, mask.mask, self.cfg.loss, self.cfg.loss_beta)
         logs = {"data2vec": float(loss.detach())}
         if cls_target is not None:
-            everything = torch.ones(len(x), 1, dtype=torch.bool, device=x.device)  # one "patch" per image, counted
-            cls_loss = masked_regression_loss(tokens[:, :1], cls_target[:, None], everything, self.cfg.loss,
-                                              self.cfg.loss_beta)
+            if self.cfg.cross_view:  # view 1 predicts view 2's target and view 2 view 1's
+                cls_target = cls_target.roll(len(images), dims=0)
+            cls_loss = self._cls_loss(tokens[:, 0], cls_target)
             loss = loss + self.cfg.cls_weight * cls_loss
             logs["cls"] = float(cls_loss.detach())
-        embeddings = tokens[:, prefix.shape[1]:].mean(dim=1).detach().float()
+        embeddings = tokens[: len(images), prefix.shape[1]:].mean(dim=1).detach().float()
         return StepOutput(loss, logs, embeddings=embeddings)
 
+    def _cls_loss(self, student_cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss on the student's CLS outputs Tensor[B, D]: a regression on the targets, or for `prototypes`
+        the cross-entropy to the teacher's centred, sharpened softmax (the centre then moves)."""
+        c = self.cfg
+        if c.cls_target != "prototypes":
+            everything = torch.ones(len(target), 1, dtype=torch.bool, device=target.device)  # one "patch" per image
+            return masked_regression_loss(student_cls[:, None], target[:, None], everything, c.loss, c.loss_beta)
+        probs = teacher_probs(target, self.centre, c.cls_teacher_temp)
+        with torch.no_grad():
+            batch_mean = mean_across_ranks(target.mean(dim=0, keepdim=True))  # the global batch under DDP
+            self.centre.copy_(updated_centre(self.centre, batch_mean, c.cls_centre_momentum))
+        return soft_cross_entropy(self.cls_head(student_cls), probs, c.cls_student_temp)
+
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
-        ema_update_(self.teacher_backbone, self.backbone, cosine_momentum(step, total_steps, base=self.cfg.momentum))
+        m = cosine_momentum(step, total_steps, base=self.cfg.momentum)
+        ema_update_(self.teacher_backbone, self.backbone, m)
+        if self.cfg.cls_weight > 0 and self.cfg.cls_target == "prototypes":
+            ema_update_(self.teacher_head, self.cls_head, m)
