@@ -199,6 +199,16 @@ def d2v(**kw) -> Data2Vec:
                     views=VIEWS)
 
 
+def student_pass(method: Data2Vec, g: torch.Generator):
+    """The step's student side redone by hand with the same randomness: one view of images(4), its patch mask, and
+    the tokens of the CLS + visible patches; (x, tokens, mask, grid)."""
+    x = method.network_input(one_view(images(4), g, VIEWS))
+    prefix, patches, grid = embed_patches(method.backbone, x)
+    mask = random_patch_mask(g, len(x), patches.shape[1], 0.75)
+    tokens, _ = encode_tokens(method.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
+    return x, tokens, mask, grid
+
+
 def test_cls_targets_are_the_patch_mean_or_the_teachers_normalised_cls_token():
     method = d2v(cls_weight=1.0, layer_norm_targets=True)
     x = normalize_images(images(4))
@@ -224,11 +234,7 @@ def test_data2vec_cls_loss_regresses_the_students_cls_output_on_the_masked_view(
     method, plain = d2v(cls_weight=0.5, **kw), d2v(**kw)
     out = method.training_step(images(4), torch.Generator().manual_seed(0))
     base = plain.training_step(images(4), torch.Generator().manual_seed(0))
-    g = torch.Generator().manual_seed(0)
-    x = method.network_input(one_view(images(4), g, VIEWS))
-    prefix, patches, _ = embed_patches(method.backbone, x)
-    mask = random_patch_mask(g, len(x), patches.shape[1], 0.75)
-    tokens, _ = encode_tokens(method.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
+    x, tokens, _, _ = student_pass(method, torch.Generator().manual_seed(0))
     expected = (tokens[:, 0].float() - method.targets(x)[1]).pow(2).mean()
     torch.testing.assert_close(torch.tensor(out.terms["cls"]), expected.detach())
     torch.testing.assert_close(out.loss, base.loss + 0.5 * expected, rtol=1e-5, atol=1e-6)
@@ -244,11 +250,7 @@ def test_prototype_cls_loss_is_ibots_cross_entropy_to_the_centred_sharpened_teac
     method.centre.fill_(0.25)
     out = method.training_step(images(4), torch.Generator().manual_seed(0))
     base = plain.training_step(images(4), torch.Generator().manual_seed(0))
-    g = torch.Generator().manual_seed(0)
-    x = method.network_input(one_view(images(4), g, VIEWS))
-    prefix, patches, _ = embed_patches(method.backbone, x)
-    mask = random_patch_mask(g, len(x), patches.shape[1], 0.75)
-    tokens, _ = encode_tokens(method.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
+    x, tokens, _, _ = student_pass(method, torch.Generator().manual_seed(0))
     t_prefix, t_patches, _ = embed_patches(method.teacher_backbone, x)
     t_final, _ = encode_tokens(method.teacher_backbone, torch.cat([t_prefix, t_patches], dim=1))
     t_scores = method.teacher_head(t_final[:, 0])
@@ -274,18 +276,14 @@ def test_cross_view_cls_loss_predicts_the_other_views_target():
     method = d2v(cls_weight=1.0, cls_target="teacher_cls", cross_view=True)
     out = method.training_step(images(4), torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
-    xs, masks = [], []
-    for _ in range(2):
-        xs.append(method.network_input(one_view(images(4), g, VIEWS)))
-        masks.append(random_patch_mask(g, 4, 16, 0.75))
-    assert not torch.equal(xs[0], xs[1])
-    cls_out, losses = [], []
-    for x, mask in zip(xs, masks):
-        prefix, patches, grid = embed_patches(method.backbone, x)
-        tokens, _ = encode_tokens(method.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
+    xs, cls_out, losses = [], [], []
+    for _ in range(2):  # view 1 and its mask, then view 2 and its mask: the step's order of draws
+        x, tokens, mask, grid = student_pass(method, g)
         losses.append(masked_regression_loss(method.decoder(tokens, mask.restore, grid), method.targets(x)[0],
                                              mask.mask))
+        xs.append(x)
         cls_out.append(tokens[:, 0])
+    assert not torch.equal(xs[0], xs[1])
     t1, t2 = method.targets(xs[0])[1], method.targets(xs[1])[1]
     expected = torch.cat([cls_out[0] - t2, cls_out[1] - t1]).pow(2).mean()
     torch.testing.assert_close(torch.tensor(out.terms["cls"]), expected.detach())

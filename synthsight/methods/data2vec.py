@@ -111,7 +111,8 @@ class Data2Vec(Method):
                               f"blocks; use at most {len(backbone.blocks)}")
         self.cfg = cfg
         self.views = views or ViewConfig()
-        visible_count((self.views.size // backbone.patch_embed.patch_size[0]) ** 2, cfg.mask_ratio)
+        self.num_patches = (self.views.size // backbone.patch_embed.patch_size[0]) ** 2
+        visible_count(self.num_patches, cfg.mask_ratio)
         use_sincos_positions_(backbone)
         self.decoder = MaskedDecoder(backbone.embed_dim, backbone.embed_dim, cfg.decoder_dim, cfg.decoder_depth,
                                      cfg.decoder_heads, num_prefix=backbone.num_prefix_tokens)
@@ -138,12 +139,14 @@ class Data2Vec(Method):
 
     def _views(self, images: torch.Tensor, g: Randomness) -> tuple[torch.Tensor, PatchMask]:
         """One view per image (two, stacked view by view, with cross_view) and a patch mask per view."""
-        n = (self.views.size // self.backbone.patch_embed.patch_size[0]) ** 2
         xs, masks = [], []
         for _ in range(2 if self.cfg.cross_view else 1):
             xs.append(self.network_input(one_view(images, g, self.views)))
-            masks.append(random_patch_mask(g, len(images), n, self.cfg.mask_ratio, device=xs[-1].device))
-        return torch.cat(xs), PatchMask(*(torch.cat(f) for f in zip(*((m.keep, m.restore, m.mask) for m in masks))))
+            masks.append(random_patch_mask(g, len(images), self.num_patches, self.cfg.mask_ratio,
+                                           device=xs[-1].device))
+        mask = PatchMask(torch.cat([m.keep for m in masks]), torch.cat([m.restore for m in masks]),
+                         torch.cat([m.mask for m in masks]))
+        return torch.cat(xs), mask
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         x, mask = self._views(images, g)
