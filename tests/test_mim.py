@@ -212,11 +212,11 @@ def student_pass(method: Data2Vec, g: torch.Generator):
 def test_cls_targets_are_the_patch_mean_or_the_teachers_normalised_cls_token():
     method = d2v(cls_weight=1.0, layer_norm_targets=True)
     x = normalize_images(images(4))
-    target, cls = method.targets(x)
+    target, cls, _ = method.targets(x)
     torch.testing.assert_close(cls, target.mean(dim=1))  # data2vec 2.0: the mean of the patch targets
     assert cls.abs().mean() > 1e-3  # not the zero that instance-normalised targets alone would average to
     method = d2v(cls_weight=1.0, cls_target="teacher_cls")
-    _, cls = method.targets(x)
+    cls = method.targets(x).cls
     prefix, patches, _ = embed_patches(method.teacher_backbone, x)
     _, blocks = encode_tokens(method.teacher_backbone, torch.cat([prefix, patches], dim=1), 3)
     expected = torch.nn.functional.layer_norm(torch.stack([b[:, 0] for b in blocks]).mean(0), (192,))
@@ -255,19 +255,52 @@ def test_prototype_cls_loss_is_ibots_cross_entropy_to_the_centred_sharpened_teac
     t_final, _ = encode_tokens(method.teacher_backbone, torch.cat([t_prefix, t_patches], dim=1))
     t_scores = method.teacher_head(t_final[:, 0])
     p = torch.softmax((t_scores - 0.25) / 0.04, dim=-1)
-    expected = -(p * torch.log_softmax(method.cls_head(tokens[:, 0]) / 0.1, dim=-1)).sum(-1).mean()
+    expected = -(p * torch.log_softmax(method.head(tokens[:, 0]) / 0.1, dim=-1)).sum(-1).mean()
     torch.testing.assert_close(torch.tensor(out.terms["cls"]), expected.detach())
     torch.testing.assert_close(out.loss, base.loss + 0.5 * expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(method.centre, 0.9 * 0.25 + 0.1 * t_scores.mean(0))
     out.loss.backward()
-    assert method.cls_head.mlp[0].weight.grad is not None and method.backbone.cls_token.grad is not None
+    assert method.head.mlp[0].weight.grad is not None and method.backbone.cls_token.grad is not None
     assert all(p.grad is None and not p.requires_grad for p in method.teacher_head.parameters())
     old = {n: q.clone() for n, q in method.teacher_head.named_parameters()}
     torch.optim.SGD([q for q in method.parameters() if q.requires_grad], lr=0.1).step()
     method.after_optimizer_step(3, 10)
     m = cosine_momentum(3, 10, base=0.996)
     for n, q in method.teacher_head.named_parameters():  # the teacher head follows the student head by EMA only
-        torch.testing.assert_close(q, m * old[n] + (1 - m) * dict(method.cls_head.named_parameters())[n].detach())
+        torch.testing.assert_close(q, m * old[n] + (1 - m) * dict(method.head.named_parameters())[n].detach())
+
+
+def test_patch_prototype_loss_is_ibots_cross_entropy_at_the_hidden_patches():
+    """patch_proto_weight: loss = masked loss + w x mean over hidden patches of CE(softmax(head(decoder prediction)
+    / 0.1), softmax((teacher head(teacher's final patch token) - patch centre) / 0.04)), recomputed here; the patch
+    centre moves towards the teacher's mean scores there, the CLS centre stays, and one head serves both losses."""
+    method, plain = d2v(patch_proto_weight=0.5, cls_prototypes=16), d2v()
+    method.patch_centre.fill_(0.25)
+    out = method.training_step(images(4), torch.Generator().manual_seed(0))
+    base = plain.training_step(images(4), torch.Generator().manual_seed(0))
+    x, tokens, mask, grid = student_pass(method, torch.Generator().manual_seed(0))
+    hidden = method.decoder(tokens, mask.restore, grid)[mask.mask]
+    t_prefix, t_patches, _ = embed_patches(method.teacher_backbone, x)
+    t_final, _ = encode_tokens(method.teacher_backbone, torch.cat([t_prefix, t_patches], dim=1))
+    t_scores = method.teacher_head(t_final[:, 1:][mask.mask])
+    assert hidden.shape == (4 * 12, 192) and t_scores.shape == (4 * 12, 16)  # 12 of 16 patches hidden per image
+    p = torch.softmax((t_scores - 0.25) / 0.04, dim=-1)
+    expected = -(p * torch.log_softmax(method.head(hidden) / 0.1, dim=-1)).sum(-1).mean()
+    torch.testing.assert_close(torch.tensor(out.terms["patch_proto"]), expected.detach())
+    torch.testing.assert_close(out.loss, base.loss + 0.5 * expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(method.patch_centre, 0.9 * 0.25 + 0.1 * t_scores.mean(0))
+    assert torch.equal(method.centre, torch.zeros(16)) and "cls" not in out.terms
+    out.loss.backward()
+    assert method.head.mlp[0].weight.grad is not None and method.decoder.mask_token.grad is not None
+    both = d2v(patch_proto_weight=0.5, cls_weight=1.0, cls_target="prototypes", cls_prototypes=16)
+    terms = both.training_step(images(4), torch.Generator().manual_seed(0)).terms
+    assert {"cls", "patch_proto"} <= set(terms) and not hasattr(both, "cls_head")  # one shared head
+    old = {n: q.clone() for n, q in method.teacher_head.named_parameters()}
+    torch.optim.SGD([q for q in method.parameters() if q.requires_grad], lr=0.1).step()
+    method.after_optimizer_step(3, 10)
+    m = cosine_momentum(3, 10, base=0.996)
+    for n, q in method.teacher_head.named_parameters():  # the teacher head follows by EMA with the patch loss alone
+        torch.testing.assert_close(q, m * old[n] + (1 - m) * dict(method.head.named_parameters())[n].detach())
 
 
 def test_cross_view_cls_loss_predicts_the_other_views_target():
@@ -303,6 +336,9 @@ def test_data2vec_cls_loss_settings_are_checked():
     with pytest.raises(ConfigError, match="cls_teacher_temp"):
         Data2VecConfig(cls_weight=1.0, cls_target="prototypes", cls_teacher_temp=0.0)
     Data2VecConfig(cls_weight=1.0, cls_target="prototypes")  # a softmax target needs no layer-normalised patches
+    with pytest.raises(ConfigError, match="patch_proto_weight"):
+        Data2VecConfig(patch_proto_weight=-0.1)
+    assert Data2VecConfig(patch_proto_weight=0.1).prototype_head and not Data2VecConfig().prototype_head
 
 
 def test_masked_modelling_needs_a_vit_and_says_so():

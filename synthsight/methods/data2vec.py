@@ -28,6 +28,12 @@ two random views of every image (twice the compute per image): the patch loss is
 view's CLS token predicts the CLS target of the other (iBOT / DINO's cross-view invariance; with one view the
 masked view predicts its own whole image).
 
+iBOT's patch loss beside the regression (`patch_proto_weight` > 0; off by default): the decoder's prediction at each
+hidden patch goes through the prototype head (shared with the prototype CLS loss, as iBOT shares it), and its softmax
+is pulled towards the teacher head's centred, sharpened softmax of the teacher's final token at that patch (a second
+centre; the same temperatures). The regression target summarises the teacher's blocks; the prototypes ask which of
+K learnt "visual words" the hidden patch is, iBOT's online tokenizer.
+
 What keeps the targets from collapsing to a constant is the slow teacher and the instance normalisation: watch
 the `embeddings` (mean visible student token per image) for a spread that shrinks to nothing.
 
@@ -40,6 +46,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -82,10 +89,14 @@ class Data2VecConfig:
     cls_teacher_temp: float = 0.04  # prototypes only: teacher temperature, sharper than the student's (iBOT 0.04)
     cls_centre_momentum: float = 0.9  # prototypes only: EMA of the teacher's mean scores that is subtracted
     cross_view: bool = False  # two views per image, each view's CLS predicting the other's target (needs cls_weight)
+    # weight of iBOT's patch loss: prototype scores of the decoder's prediction at hidden patches against the teacher
+    # head's at the teacher's final patch tokens (0: none); uses the cls_prototypes / temperature / centre settings
+    patch_proto_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_ranges(self, "method", mask_ratio="(0,1)", top_k_blocks=">=1", loss_beta=">0", momentum="[0,1]",
                      decoder_dim=">=4", decoder_depth=">=1", decoder_heads=">=1", cls_weight=">=0",
+                     patch_proto_weight=">=0",
                      cls_prototypes=">=2", cls_student_temp=">0", cls_teacher_temp=">0", cls_centre_momentum="[0,1]")
         check_choices(self, "method", loss=("mse", "smooth_l1"),
                       cls_target=("patch_mean", "teacher_cls", "prototypes"))
@@ -96,6 +107,22 @@ class Data2VecConfig:
             raise ConfigError("method.cls_target=patch_mean needs method.layer_norm_targets=true: instance-"
                               "normalised targets average to zero over the patches, leaving the CLS token nothing "
                               "to predict; set it, or use method.cls_target=teacher_cls")
+
+    @property
+    def prototype_head(self) -> bool:
+        """Whether a prototype head (and its EMA teacher) is trained: for the CLS loss, the patch loss or both."""
+        return (self.cls_weight > 0 and self.cls_target == "prototypes") or self.patch_proto_weight > 0
+
+
+class TeacherTargets(NamedTuple):
+    """What the teacher computes from the whole image: `patches` Tensor[B, N, D], the regression targets in image
+    order; `cls`, when cls_weight > 0, the CLS targets (Tensor[B, D] to regress, or for `prototypes` the teacher
+    head's scores Tensor[B, K] before centring and sharpening), else None; `patch_tokens`, when patch_proto_weight
+    > 0, the teacher's final (normed) patch tokens Tensor[B, N, D] for its head, else None."""
+
+    patches: torch.Tensor
+    cls: torch.Tensor | None
+    patch_tokens: torch.Tensor | None
 
 
 @METHODS.register("data2vec")
@@ -117,25 +144,25 @@ class Data2Vec(Method):
         self.decoder = MaskedDecoder(backbone.embed_dim, backbone.embed_dim, cfg.decoder_dim, cfg.decoder_depth,
                                      cfg.decoder_heads, num_prefix=backbone.num_prefix_tokens)
         self.teacher_backbone = frozen_copy(backbone)
-        if cfg.cls_weight > 0 and cfg.cls_target == "prototypes":  # iBOT's CLS head, an EMA copy for the teacher
-            self.cls_head = DINOHead(backbone.embed_dim, cfg.cls_prototypes)
-            self.teacher_head = frozen_copy(self.cls_head)
+        if cfg.prototype_head:  # iBOT's head, one for the CLS and the patch loss, an EMA copy for the teacher
+            self.head = DINOHead(backbone.embed_dim, cfg.cls_prototypes)
+            self.teacher_head = frozen_copy(self.head)
             self.register_buffer("centre", torch.zeros(cfg.cls_prototypes))
+            self.register_buffer("patch_centre", torch.zeros(cfg.cls_prototypes))
 
     @torch.no_grad()
-    def targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The teacher's targets for normalised images, float32, no gradient: the patch targets Tensor[B, N, D] in
-        image order and, when cls_weight > 0, the CLS targets (else None): Tensor[B, D] to regress, or for
-        `prototypes` the teacher head's scores Tensor[B, K] (before centring and sharpening)."""
+    def targets(self, x: torch.Tensor) -> TeacherTargets:
+        """The teacher's targets for normalised images, float32, no gradient (`TeacherTargets`)."""
         prefix, patches, _ = embed_patches(self.teacher_backbone, x)
         final, blocks = encode_tokens(self.teacher_backbone, torch.cat([prefix, patches], dim=1), self.cfg.top_k_blocks)
         k = prefix.shape[1]
         target = layer_average_targets([b[:, k:] for b in blocks], self.cfg.layer_norm_targets)
-        if self.cfg.cls_weight == 0:
-            return target, None
-        if self.cfg.cls_target == "prototypes":
-            return target, self.teacher_head(final[:, 0]).float()
-        return target, cls_targets(self.cfg.cls_target, target, [b[:, 0] for b in blocks])
+        cls = None
+        if self.cfg.cls_weight > 0 and self.cfg.cls_target == "prototypes":
+            cls = self.teacher_head(final[:, 0]).float()
+        elif self.cfg.cls_weight > 0:
+            cls = cls_targets(self.cfg.cls_target, target, [b[:, 0] for b in blocks])
+        return TeacherTargets(target, cls, final[:, k:] if self.cfg.patch_proto_weight > 0 else None)
 
     def _views(self, images: torch.Tensor, g: Randomness) -> tuple[torch.Tensor, PatchMask]:
         """One view per image (two, stacked view by view, with cross_view) and a patch mask per view."""
@@ -150,36 +177,49 @@ class Data2Vec(Method):
 
     def training_step(self, images: torch.Tensor, g: Randomness, labels: torch.Tensor | None = None) -> StepOutput:
         x, mask = self._views(images, g)
-        target, cls_target = self.targets(x)
+        teacher = self.targets(x)
         prefix, patches, grid = embed_patches(self.backbone, x)
         tokens, _ = encode_tokens(self.backbone, torch.cat([prefix, take_tokens(patches, mask.keep)], dim=1))
         pred = self.decoder(tokens, mask.restore, grid)
-        loss = masked_regression_loss(pred, target, mask.mask, self.cfg.loss, self.cfg.loss_beta)
+        loss = masked_regression_loss(pred, teacher.patches, mask.mask, self.cfg.loss, self.cfg.loss_beta)
         logs = {"data2vec": float(loss.detach())}
-        if cls_target is not None:
+        if teacher.cls is not None:
+            cls_target = teacher.cls
             if self.cfg.cross_view:  # view 1 predicts view 2's target and view 2 view 1's
                 cls_target = cls_target.roll(len(images), dims=0)
             cls_loss = self._cls_loss(tokens[:, 0], cls_target)
             loss = loss + self.cfg.cls_weight * cls_loss
             logs["cls"] = float(cls_loss.detach())
+        if teacher.patch_tokens is not None:
+            with torch.no_grad():
+                scores = self.teacher_head(teacher.patch_tokens[mask.mask]).float()
+            patch_loss = self._prototype_loss(pred[mask.mask], scores, self.patch_centre)
+            loss = loss + self.cfg.patch_proto_weight * patch_loss
+            logs["patch_proto"] = float(patch_loss.detach())
         embeddings = tokens[: len(images), prefix.shape[1]:].mean(dim=1).detach().float()
         return StepOutput(loss, logs, embeddings=embeddings)
 
     def _cls_loss(self, student_cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss on the student's CLS outputs Tensor[B, D]: a regression on the targets, or for `prototypes`
-        the cross-entropy to the teacher's centred, sharpened softmax (the centre then moves)."""
+        iBOT's cross-entropy (`_prototype_loss`)."""
         c = self.cfg
-        if c.cls_target != "prototypes":
-            everything = torch.ones(len(target), 1, dtype=torch.bool, device=target.device)  # one "patch" per image
-            return masked_regression_loss(student_cls[:, None], target[:, None], everything, c.loss, c.loss_beta)
-        probs = teacher_probs(target, self.centre, c.cls_teacher_temp)
+        if c.cls_target == "prototypes":
+            return self._prototype_loss(student_cls, target, self.centre)
+        everything = torch.ones(len(target), 1, dtype=torch.bool, device=target.device)  # one "patch" per image
+        return masked_regression_loss(student_cls[:, None], target[:, None], everything, c.loss, c.loss_beta)
+
+    def _prototype_loss(self, student: torch.Tensor, teacher_scores: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy from the student head's softmax of tokens Tensor[M, D] to the teacher's centred, sharpened
+        softmax of its scores Tensor[M, K]; then `centre` moves towards the scores' mean (the global batch's)."""
+        c = self.cfg
+        probs = teacher_probs(teacher_scores, centre, c.cls_teacher_temp)
         with torch.no_grad():
-            batch_mean = mean_across_ranks(target.mean(dim=0, keepdim=True))  # the global batch under DDP
-            self.centre.copy_(updated_centre(self.centre, batch_mean, c.cls_centre_momentum))
-        return soft_cross_entropy(self.cls_head(student_cls), probs, c.cls_student_temp)
+            batch_mean = mean_across_ranks(teacher_scores.mean(dim=0, keepdim=True))
+            centre.copy_(updated_centre(centre, batch_mean, c.cls_centre_momentum))
+        return soft_cross_entropy(self.head(student), probs, c.cls_student_temp)
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         m = cosine_momentum(step, total_steps, base=self.cfg.momentum)
         ema_update_(self.teacher_backbone, self.backbone, m)
-        if self.cfg.cls_weight > 0 and self.cfg.cls_target == "prototypes":
-            ema_update_(self.teacher_head, self.cls_head, m)
+        if self.cfg.prototype_head:
+            ema_update_(self.teacher_head, self.head, m)
