@@ -77,9 +77,9 @@ def cls_targets(kind: str, patch_targets: torch.Tensor, teacher_cls: list[torch.
     raise ValueError(f"unknown CLS target {kind!r}; use patch_mean or teacher_cls")
 
 
-def masked_regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mse",
-                           beta: float = 2.0) -> torch.Tensor:
-    """Mean over hidden patches of the per-patch MSE or smooth L1 (threshold `beta`), averaged over channels."""
+def regression_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse", beta: float = 2.0) -> torch.Tensor:
+    """Per-row MSE or smooth L1 (threshold `beta`), averaged over the last (channel) axis: Tensor[..., D] twice ->
+    Tensor[...], float32."""
     if pred.shape != target.shape:
         raise ValueError(f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)} differ in shape")
     pred, target = pred.float(), target.float()
@@ -89,4 +89,10 @@ def masked_regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch
         per = F.smooth_l1_loss(pred, target, reduction="none", beta=beta)
     else:
         raise ValueError(f"unknown regression loss {kind!r}; use mse or smooth_l1")
-    return _masked_mean(per.mean(dim=-1), mask)
+    return per.mean(dim=-1)
+
+
+def masked_regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mse",
+                           beta: float = 2.0) -> torch.Tensor:
+    """Mean over hidden patches of the per-patch MSE or smooth L1 (threshold `beta`), averaged over channels."""
+    return _masked_mean(regression_loss(pred, target, kind, beta), mask)

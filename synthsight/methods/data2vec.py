@@ -28,11 +28,11 @@ two random views of every image (twice the compute per image): the patch loss is
 view's CLS token predicts the CLS target of the other (iBOT / DINO's cross-view invariance; with one view the
 masked view predicts its own whole image).
 
-iBOT's patch loss beside the regression (`patch_proto_weight` > 0; off by default): the decoder's prediction at each
-hidden patch goes through the prototype head (shared with the prototype CLS loss, as iBOT shares it), and its softmax
-is pulled towards the teacher head's centred, sharpened softmax of the teacher's final token at that patch (a second
-centre; the same temperatures). The regression target summarises the teacher's blocks; the prototypes ask which of
-K learnt "visual words" the hidden patch is, iBOT's online tokenizer.
+iBOT's patch loss beside the regression (`patch_proto_weight` > 0, added with that weight; off by default): the
+decoder's prediction at each hidden patch goes through the prototype head (shared with the prototype CLS loss, as
+iBOT shares it), and its softmax is pulled towards the teacher head's centred, sharpened softmax of the teacher's
+final token at that patch (a second centre; the same temperatures). The regression target summarises the
+teacher's blocks; the prototypes ask which of K learnt "visual words" the hidden patch is, iBOT's online tokenizer.
 
 What keeps the targets from collapsing to a constant is the slow teacher and the instance normalisation: watch
 the `embeddings` (mean visible student token per image) for a spread that shrinks to nothing.
@@ -55,7 +55,7 @@ from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, check_choices, check_ranges
 from synthsight.distributed import mean_across_ranks
 from synthsight.losses.dino import soft_cross_entropy, teacher_probs, updated_centre
-from synthsight.losses.mim import cls_targets, layer_average_targets, masked_regression_loss
+from synthsight.losses.mim import cls_targets, layer_average_targets, masked_regression_loss, regression_loss
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.mae import one_view
 from synthsight.methods.masking import (
@@ -205,10 +205,10 @@ class Data2Vec(Method):
         c = self.cfg
         if c.cls_target == "prototypes":
             return self._prototype_loss(student_cls, target, self.centre)
-        everything = torch.ones(len(target), 1, dtype=torch.bool, device=target.device)  # one "patch" per image
-        return masked_regression_loss(student_cls[:, None], target[:, None], everything, c.loss, c.loss_beta)
+        return regression_loss(student_cls, target, c.loss, c.loss_beta).mean()
 
-    def _prototype_loss(self, student: torch.Tensor, teacher_scores: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    def _prototype_loss(self, student: torch.Tensor, teacher_scores: torch.Tensor,
+                        centre: torch.Tensor) -> torch.Tensor:
         """Cross-entropy from the student head's softmax of tokens Tensor[M, D] to the teacher's centred, sharpened
         softmax of its scores Tensor[M, K]; then `centre` moves towards the scores' mean (the global batch's)."""
         c = self.cfg
