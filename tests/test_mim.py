@@ -243,6 +243,18 @@ def test_data2vec_cls_loss_regresses_the_students_cls_output_on_the_masked_view(
         p.grad is None for p in method.teacher_backbone.parameters())
 
 
+def assert_teacher_head_follows_by_ema(method: Data2Vec) -> None:
+    """After an optimiser step (gradients present) and after_optimizer_step, the teacher head is m x its old self +
+    (1 - m) x the student head, nothing else."""
+    old = {n: q.clone() for n, q in method.teacher_head.named_parameters()}
+    torch.optim.SGD([q for q in method.parameters() if q.requires_grad], lr=0.1).step()
+    method.after_optimizer_step(3, 10)
+    m = cosine_momentum(3, 10, base=0.996)
+    student = dict(method.head.named_parameters())
+    for n, q in method.teacher_head.named_parameters():
+        torch.testing.assert_close(q, m * old[n] + (1 - m) * student[n].detach())
+
+
 def test_prototype_cls_loss_is_ibots_cross_entropy_to_the_centred_sharpened_teacher():
     """cls_target=prototypes: loss = masked loss + w x CE(softmax(student head(CLS) / 0.1), softmax((teacher head(
     teacher's final CLS) - centre) / 0.04)), recomputed here; the centre then moves towards the teacher's mean."""
@@ -262,12 +274,7 @@ def test_prototype_cls_loss_is_ibots_cross_entropy_to_the_centred_sharpened_teac
     out.loss.backward()
     assert method.head.mlp[0].weight.grad is not None and method.backbone.cls_token.grad is not None
     assert all(p.grad is None and not p.requires_grad for p in method.teacher_head.parameters())
-    old = {n: q.clone() for n, q in method.teacher_head.named_parameters()}
-    torch.optim.SGD([q for q in method.parameters() if q.requires_grad], lr=0.1).step()
-    method.after_optimizer_step(3, 10)
-    m = cosine_momentum(3, 10, base=0.996)
-    for n, q in method.teacher_head.named_parameters():  # the teacher head follows the student head by EMA only
-        torch.testing.assert_close(q, m * old[n] + (1 - m) * dict(method.head.named_parameters())[n].detach())
+    assert_teacher_head_follows_by_ema(method)
 
 
 def test_patch_prototype_loss_is_ibots_cross_entropy_at_the_hidden_patches():
@@ -295,12 +302,7 @@ def test_patch_prototype_loss_is_ibots_cross_entropy_at_the_hidden_patches():
     both = d2v(patch_proto_weight=0.5, cls_weight=1.0, cls_target="prototypes", cls_prototypes=16)
     terms = both.training_step(images(4), torch.Generator().manual_seed(0)).terms
     assert {"cls", "patch_proto"} <= set(terms) and not hasattr(both, "cls_head")  # one shared head
-    old = {n: q.clone() for n, q in method.teacher_head.named_parameters()}
-    torch.optim.SGD([q for q in method.parameters() if q.requires_grad], lr=0.1).step()
-    method.after_optimizer_step(3, 10)
-    m = cosine_momentum(3, 10, base=0.996)
-    for n, q in method.teacher_head.named_parameters():  # the teacher head follows by EMA with the patch loss alone
-        torch.testing.assert_close(q, m * old[n] + (1 - m) * dict(method.head.named_parameters())[n].detach())
+    assert_teacher_head_follows_by_ema(method)  # with the patch loss alone
 
 
 def test_cross_view_cls_loss_predicts_the_other_views_target():
