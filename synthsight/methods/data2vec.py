@@ -53,8 +53,7 @@ import torch
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, check_choices, check_ranges
-from synthsight.distributed import mean_across_ranks
-from synthsight.losses.dino import soft_cross_entropy, teacher_probs, updated_centre
+from synthsight.losses.dino import soft_cross_entropy, teacher_probs
 from synthsight.losses.mim import cls_targets, layer_average_targets, masked_regression_loss, regression_loss
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.mae import one_view
@@ -62,7 +61,7 @@ from synthsight.methods.masking import (
     PatchMask, embed_patches, encode_tokens, random_patch_mask, require_vit, take_tokens, use_sincos_positions_,
     visible_count,
 )
-from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy
+from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy, move_centre_
 from synthsight.models.dino_head import DINOHead
 from synthsight.models.mim_decoder import MaskedDecoder
 from synthsight.registry import METHODS
@@ -213,9 +212,7 @@ class Data2Vec(Method):
         softmax of its scores Tensor[M, K]; then `centre` moves towards the scores' mean (the global batch's)."""
         c = self.cfg
         probs = teacher_probs(teacher_scores, centre, c.cls_teacher_temp)
-        with torch.no_grad():
-            batch_mean = mean_across_ranks(teacher_scores.mean(dim=0, keepdim=True))
-            centre.copy_(updated_centre(centre, batch_mean, c.cls_centre_momentum))
+        move_centre_(centre, teacher_scores, c.cls_centre_momentum)
         return soft_cross_entropy(self.head(student), probs, c.cls_student_temp)
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:

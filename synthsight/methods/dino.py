@@ -23,10 +23,9 @@ from synthsight.augment.multicrop import MultiCropConfig, multi_crop
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, check_ranges
-from synthsight.distributed import mean_across_ranks
-from synthsight.losses.dino import dino_loss, entropy, teacher_probs, teacher_temperature, updated_centre
+from synthsight.losses.dino import dino_loss, entropy, teacher_probs, teacher_temperature
 from synthsight.methods.base import Method, StepOutput
-from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy
+from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy, move_centre_
 from synthsight.models.dino_head import DINOHead
 from synthsight.registry import METHODS
 
@@ -104,17 +103,12 @@ class DINO(Method):
         probs = teacher_probs(t_logits, self.centre, temp)
         z, s_logits = self._student(crops.groups)
         loss = dino_loss(s_logits.chunk(n_crops), probs.chunk(n_global), self.cfg.student_temp)
-        self._update_centre(t_logits)
+        move_centre_(self.centre, t_logits, self.cfg.centre_momentum)
         teacher_entropy = float(entropy(probs))
         return StepOutput(
             loss, {"dino": float(loss.detach()), "teacher_entropy": teacher_entropy, "teacher_temp": temp},
             embeddings=z[: images.shape[0]].detach(), teacher_probs=probs.chunk(n_global)[0].detach(),
         )
-
-    @torch.no_grad()
-    def _update_centre(self, t_logits: torch.Tensor) -> None:
-        batch_mean = mean_across_ranks(t_logits.mean(dim=0, keepdim=True))  # the global batch under DDP
-        self.centre.copy_(updated_centre(self.centre, batch_mean, self.cfg.centre_momentum))
 
     def before_optimizer_step(self, step: int, total_steps: int) -> None:
         self.step_count.fill_(step + 1)

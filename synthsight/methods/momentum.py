@@ -1,4 +1,5 @@
-"""Momentum (EMA) target networks, shared by MoCo, BYOL and DINO: a frozen copy, its update, its schedule.
+"""Momentum (EMA) target networks, shared by MoCo, BYOL and DINO: a frozen copy, its update, its schedule; and
+DINO's centre, the EMA of the teacher's mean logits (DINO, data2vec's prototype losses).
 
 Example:
     >>> target = frozen_copy(online)
@@ -12,6 +13,9 @@ import math
 
 import torch
 from torch import nn
+
+from synthsight.distributed import mean_across_ranks
+from synthsight.losses.dino import updated_centre
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -40,3 +44,10 @@ def ema_update_(target: nn.Module, online: nn.Module, momentum: float) -> None:
     torch._foreach_lerp_(t_params, o_params, 1.0 - momentum)
     for t_buf, o_buf in zip(target.buffers(), online.buffers()):
         t_buf.copy_(o_buf)
+
+
+@torch.no_grad()
+def move_centre_(centre: torch.Tensor, teacher_logits: torch.Tensor, momentum: float) -> None:
+    """DINO's centre update, in place: `centre` Tensor[K] <- the EMA (`momentum`) of the teacher's mean logits
+    Tensor[N, K] over the global batch (all-reduced under DDP)."""
+    centre.copy_(updated_centre(centre, mean_across_ranks(teacher_logits.mean(dim=0, keepdim=True)), momentum))
