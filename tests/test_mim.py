@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from synthsight.augment.ops import random_resized_crop
 from synthsight.augment.rng import PerImageRandom
 from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, load_config
@@ -326,6 +327,37 @@ def test_cross_view_cls_loss_predicts_the_other_views_target():
     assert out.embeddings.shape == (4, 192)
 
 
+def test_local_crops_predict_the_global_views_cls_target():
+    """local_crops: after the view and its mask, N small crops of every image (student only, every patch): the CLS
+    loss is the mean over the masked view's CLS against its target and every local crop's CLS against the target
+    of its image, recomputed here with the same randomness; with cross_view each crop predicts each view's target."""
+    method = d2v(cls_weight=0.5, cls_target="teacher_cls", local_crops=3, local_size=8)
+    plain = d2v(cls_weight=0.5, cls_target="teacher_cls")
+    out = method.training_step(images(4), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x, tokens, _, _ = student_pass(method, g)
+    target = method.targets(x)[1]
+    crops = [random_resized_crop(images(4), 8, g, scale=(0.05, 0.4), flip_p=VIEWS.flip_p) for _ in range(3)]
+    local = [encode_tokens(method.backbone, torch.cat(embed_patches(method.backbone, method.network_input(c))[:2],
+                                                      dim=1))[0][:, 0] for c in crops]
+    assert local[0].shape == (4, 192) and crops[0].shape == (4, 3, 8, 8)
+    expected = torch.cat([tokens[:, 0] - target] + [cls - target for cls in local]).pow(2).mean()
+    torch.testing.assert_close(torch.tensor(out.terms["cls"]), expected.detach())
+    base = plain.training_step(images(4), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.loss - 0.5 * out.terms["cls"], base.loss - 0.5 * base.terms["cls"],
+                               rtol=1e-5, atol=1e-6)  # the patch loss is untouched
+    out.loss.backward()
+    assert method.backbone.cls_token.grad is not None
+    both = d2v(cls_weight=1.0, cls_target="prototypes", cls_prototypes=16, cross_view=True, local_crops=2,
+               local_size=8)
+    both.training_step(images(4), torch.Generator().manual_seed(0))  # 2 views x (4 + 2 x 4) pairs, one centre step
+    g = torch.Generator().manual_seed(0)
+    xs = [student_pass(both, g)[0] for _ in range(2)]
+    scores = both.teacher_head(encode_tokens(both.teacher_backbone, torch.cat(
+        embed_patches(both.teacher_backbone, torch.cat(xs))[:2], dim=1))[0][:, 0])
+    torch.testing.assert_close(both.centre, 0.1 * scores.mean(0))  # every view's target as often: the plain mean
+
+
 def test_data2vec_cls_loss_settings_are_checked():
     with pytest.raises(ConfigError, match="layer_norm_targets=true"):
         Data2VecConfig(cls_weight=1.0)  # instance-normalised targets alone average to zero over the patches
@@ -340,6 +372,12 @@ def test_data2vec_cls_loss_settings_are_checked():
     Data2VecConfig(cls_weight=1.0, cls_target="prototypes")  # a softmax target needs no layer-normalised patches
     with pytest.raises(ConfigError, match="patch_proto_weight"):
         Data2VecConfig(patch_proto_weight=-0.1)
+    with pytest.raises(ConfigError, match="method.cls_weight > 0"):
+        Data2VecConfig(local_crops=4)  # local crops only feed the CLS loss
+    with pytest.raises(ConfigError, match="local_scale_min"):
+        Data2VecConfig(cls_weight=1.0, cls_target="teacher_cls", local_crops=4, local_scale_min=0.5)
+    with pytest.raises(ConfigError, match="multiple of the patch size 4"):
+        d2v(cls_weight=1.0, cls_target="teacher_cls", local_crops=2, local_size=6)
     assert Data2VecConfig(patch_proto_weight=0.1).prototype_head and not Data2VecConfig().prototype_head
 
 

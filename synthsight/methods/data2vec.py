@@ -28,6 +28,12 @@ two random views of every image (twice the compute per image): the patch loss is
 view's CLS token predicts the CLS target of the other (iBOT / DINO's cross-view invariance; with one view the
 masked view predicts its own whole image).
 
+Multi-crop local views for the CLS loss (`local_crops` > 0; needs `cls_weight` > 0): DINO / iBOT's small crops
+(`local_size`, area in [`local_scale_min`, `local_scale_max`] of the image), seen by the student only, whole (no
+mask), each of whose CLS outputs predicts the CLS target of the global view (of each view, with cross_view), with
+the same loss; the CLS loss is then the mean over every (student crop, target) pair, as DINO's. A part of the
+object has to agree with the whole, which a token that attends to a fixed place in the frame cannot do.
+
 iBOT's patch loss beside the regression (`patch_proto_weight` > 0, added with that weight; off by default): the
 decoder's prediction at each hidden patch goes through the prototype head (shared with the prototype CLS loss, as
 iBOT shares it), and its softmax is pulled towards the teacher head's centred, sharpened softmax of the teacher's
@@ -50,6 +56,7 @@ from typing import NamedTuple
 
 import torch
 
+from synthsight.augment.ops import random_resized_crop
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
 from synthsight.config import ConfigError, check_choices, check_ranges
@@ -91,17 +98,28 @@ class Data2VecConfig:
     # weight of iBOT's patch loss: prototype scores of the decoder's prediction at hidden patches against the teacher
     # head's at the teacher's final patch tokens (0: none); uses the cls_prototypes / temperature / centre settings
     patch_proto_weight: float = 0.0
+    local_crops: int = 0  # small crops per image, student only, whose CLS predicts the CLS target (needs cls_weight)
+    local_size: int = 16  # local crop side in pixels, a multiple of the patch size (DINO: 96 at 224)
+    local_scale_min: float = 0.05  # local crop area fraction in [this, local_scale_max] (DINO 0.05)
+    local_scale_max: float = 0.4  # DINO: the global crops' lower bound
 
     def __post_init__(self) -> None:
         check_ranges(self, "method", mask_ratio="(0,1)", top_k_blocks=">=1", loss_beta=">0", momentum="[0,1]",
                      decoder_dim=">=4", decoder_depth=">=1", decoder_heads=">=1", cls_weight=">=0",
-                     patch_proto_weight=">=0",
+                     patch_proto_weight=">=0", local_crops=">=0", local_size=">=1", local_scale_min="(0,1]",
+                     local_scale_max="(0,1]",
                      cls_prototypes=">=2", cls_student_temp=">0", cls_teacher_temp=">0", cls_centre_momentum="[0,1]")
         check_choices(self, "method", loss=("mse", "smooth_l1"),
                       cls_target=("patch_mean", "teacher_cls", "prototypes"))
         if self.cross_view and self.cls_weight == 0:
             raise ConfigError("method.cross_view=true only changes where the CLS loss takes its target, and "
                               "method.cls_weight is 0; set method.cls_weight > 0 (e.g. 1), or cross_view=false")
+        if self.local_crops > 0 and self.cls_weight == 0:
+            raise ConfigError(f"method.local_crops={self.local_crops} only adds crops to the CLS loss, and "
+                              "method.cls_weight is 0; set method.cls_weight > 0 (e.g. 0.1), or local_crops=0")
+        if self.local_scale_min > self.local_scale_max:
+            raise ConfigError(f"method.local_scale_min = {self.local_scale_min} is above method.local_scale_max = "
+                              f"{self.local_scale_max}; lower it")
         if self.cls_weight > 0 and self.cls_target == "patch_mean" and not self.layer_norm_targets:
             raise ConfigError("method.cls_target=patch_mean needs method.layer_norm_targets=true: instance-"
                               "normalised targets average to zero over the patches, leaving the CLS token nothing "
@@ -139,6 +157,10 @@ class Data2Vec(Method):
         self.views = views or ViewConfig()
         self.num_patches = (self.views.size // backbone.patch_embed.patch_size[0]) ** 2
         visible_count(self.num_patches, cfg.mask_ratio)
+        patch = backbone.patch_embed.patch_size[0]
+        if cfg.local_crops and cfg.local_size % patch:
+            raise ConfigError(f"method.local_size={cfg.local_size} is not a multiple of the patch size {patch}; "
+                              f"use e.g. {max(patch, cfg.local_size // patch * patch)}")
         use_sincos_positions_(backbone)
         self.decoder = MaskedDecoder(backbone.embed_dim, backbone.embed_dim, cfg.decoder_dim, cfg.decoder_depth,
                                      cfg.decoder_heads, num_prefix=backbone.num_prefix_tokens)
@@ -183,10 +205,14 @@ class Data2Vec(Method):
         loss = masked_regression_loss(pred, teacher.patches, mask.mask, self.cfg.loss, self.cfg.loss_beta)
         logs = {"data2vec": float(loss.detach())}
         if teacher.cls is not None:
-            cls_target = teacher.cls
+            student_cls, cls_target = tokens[:, 0], teacher.cls
             if self.cfg.cross_view:  # view 1 predicts view 2's target and view 2 view 1's
                 cls_target = cls_target.roll(len(images), dims=0)
-            cls_loss = self._cls_loss(tokens[:, 0], cls_target)
+            if self.cfg.local_crops:  # every local crop predicts every view's target: one batch of pairs
+                per_view = teacher.cls.chunk(len(x) // len(images))
+                student_cls = torch.cat([student_cls, self._local_cls(images, g).repeat(len(per_view), 1)])
+                cls_target = torch.cat([cls_target, *(t.repeat(self.cfg.local_crops, 1) for t in per_view)])
+            cls_loss = self._cls_loss(student_cls, cls_target)
             loss = loss + self.cfg.cls_weight * cls_loss
             logs["cls"] = float(cls_loss.detach())
         if teacher.patch_tokens is not None:
@@ -197,6 +223,16 @@ class Data2Vec(Method):
             logs["patch_proto"] = float(patch_loss.detach())
         embeddings = tokens[: len(images), prefix.shape[1]:].mean(dim=1).detach().float()
         return StepOutput(loss, logs, embeddings=embeddings)
+
+    def _local_cls(self, images: torch.Tensor, g: Randomness) -> torch.Tensor:
+        """The student's CLS outputs Tensor[local_crops x B, D] of `local_crops` small crops of every image (crop
+        by crop), whole, in one forward pass."""
+        c = self.cfg
+        crops = torch.cat([random_resized_crop(images, c.local_size, g, scale=(c.local_scale_min, c.local_scale_max),
+                                               flip_p=self.views.flip_p) for _ in range(c.local_crops)])
+        prefix, patches, _ = embed_patches(self.backbone, self.network_input(crops))
+        tokens, _ = encode_tokens(self.backbone, torch.cat([prefix, patches], dim=1))
+        return tokens[:, 0]
 
     def _cls_loss(self, student_cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss on the student's CLS outputs Tensor[B, D]: a regression on the targets, or for `prototypes`
