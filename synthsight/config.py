@@ -90,6 +90,13 @@ def check_ranges(obj: Any, section: str, **rules: str) -> None:
                 raise ConfigError(f"{section}.{name} = {value!r}: must be {wording}")
 
 
+def check_not_above(obj: Any, section: str, low: str, high: str) -> None:
+    """Raise ConfigError when field `low` is above field `high` (a range given by its two ends)."""
+    if getattr(obj, low) > getattr(obj, high):
+        raise ConfigError(f"{section}.{low} = {getattr(obj, low)} is above {section}.{high} = {getattr(obj, high)}; "
+                          f"lower it")
+
+
 def check_choices(obj: Any, section: str, **choices: tuple[str, ...]) -> None:
     for name, valid in choices.items():
         value = getattr(obj, name)
@@ -204,8 +211,7 @@ class TrainerConfig:
         check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"),
                       log=("csv", "tensorboard"), split=("fixed", "auto"))
         check_device(self.device)
-        if self.min_lr > self.lr:
-            raise ConfigError(f"trainer.min_lr = {self.min_lr} is above trainer.lr = {self.lr}; lower it")
+        check_not_above(self, "trainer", "min_lr", "lr")
 
 
 @dataclass

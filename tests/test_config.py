@@ -104,6 +104,7 @@ def test_plain_scientific_notation_is_a_number(tmp_path):
     ("views.size=100000", "views.size = 100000: must be in [1,4096]"),
     ("data.render_size=9999", "data.render_size = 9999: must be in [8,4096]"),
     ("trainer.device=tpu", "trainer.device = 'tpu': must be one of auto, cpu, cuda, cuda:N"),
+    ("trainer.min_lr=1.0", "trainer.min_lr = 1.0 is above trainer.lr = "),  # a range given by its two ends
 ])
 def test_non_finite_numbers_huge_images_and_unknown_devices_name_the_key(override, message):
     with pytest.raises(ConfigError) as info:

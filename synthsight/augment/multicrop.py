@@ -23,7 +23,7 @@ from synthsight.augment.ops import (
 )
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
-from synthsight.config import ConfigError, check_ranges
+from synthsight.config import check_not_above, check_ranges
 
 BLUR_SIGMA_AT_224 = (0.1, 2.0)  # DINO's blur sigma in pixels at 224 px; scaled with the crop side here
 DINO_BLUR_P = (1.0, 0.1, 0.5)  # DINO's blur probability: global crop 1, global crop 2, every local crop
@@ -47,9 +47,7 @@ class MultiCropConfig:
         check_ranges(self, "multicrop", global_size=">=1", global_crops=">=1", global_scale_min="(0,1]",
                      local_crops=">=0", local_size=">=1", local_scale_min="(0,1]", local_scale_max="(0,1]",
                      solarize_p="[0,1]")
-        if self.local_scale_min > self.local_scale_max:
-            raise ConfigError(f"local_scale_min = {self.local_scale_min} is above local_scale_max = "
-                              f"{self.local_scale_max}; lower it")
+        check_not_above(self, "multicrop", "local_scale_min", "local_scale_max")
 
     @property
     def num_crops(self) -> int:

@@ -59,7 +59,7 @@ import torch
 from synthsight.augment.ops import random_resized_crop
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
-from synthsight.config import ConfigError, check_choices, check_ranges
+from synthsight.config import ConfigError, check_choices, check_not_above, check_ranges
 from synthsight.losses.dino import soft_cross_entropy, teacher_probs
 from synthsight.losses.mim import cls_targets, layer_average_targets, masked_regression_loss, regression_loss
 from synthsight.methods.base import Method, StepOutput
@@ -117,9 +117,7 @@ class Data2VecConfig:
         if self.local_crops > 0 and self.cls_weight == 0:
             raise ConfigError(f"method.local_crops={self.local_crops} only adds crops to the CLS loss, and "
                               "method.cls_weight is 0; set method.cls_weight > 0 (e.g. 0.1), or local_crops=0")
-        if self.local_scale_min > self.local_scale_max:
-            raise ConfigError(f"method.local_scale_min = {self.local_scale_min} is above method.local_scale_max = "
-                              f"{self.local_scale_max}; lower it")
+        check_not_above(self, "method", "local_scale_min", "local_scale_max")
         if self.cls_weight > 0 and self.cls_target == "patch_mean" and not self.layer_norm_targets:
             raise ConfigError("method.cls_target=patch_mean needs method.layer_norm_targets=true: instance-"
                               "normalised targets average to zero over the patches, leaving the CLS token nothing "

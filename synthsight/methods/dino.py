@@ -22,7 +22,7 @@ import torch
 from synthsight.augment.multicrop import MultiCropConfig, multi_crop
 from synthsight.augment.rng import Randomness
 from synthsight.augment.views import ViewConfig
-from synthsight.config import ConfigError, check_ranges
+from synthsight.config import check_not_above, check_ranges
 from synthsight.losses.dino import dino_loss, entropy, teacher_probs, teacher_temperature
 from synthsight.methods.base import Method, StepOutput
 from synthsight.methods.momentum import cosine_momentum, ema_update_, frozen_copy, move_centre_
@@ -57,9 +57,7 @@ class DINOConfig:
                      centre_momentum="[0,1]", momentum="[0,1]", freeze_last_layer_steps=">=0",
                      global_scale_min="(0,1]", local_crops=">=0", local_size=">=1", local_scale_min="(0,1]",
                      local_scale_max="(0,1]", solarize_p="[0,1]")
-        if self.local_scale_min > self.local_scale_max:
-            raise ConfigError(f"method.local_scale_min = {self.local_scale_min} is above method.local_scale_max = "
-                              f"{self.local_scale_max}; lower it")
+        check_not_above(self, "method", "local_scale_min", "local_scale_max")
 
     def multicrop(self, global_size: int) -> MultiCropConfig:
         return MultiCropConfig(
