@@ -189,8 +189,12 @@ def test_summary_g_per_variation_from_rows(tmp_path: Path) -> None:
         rows += [{**common, "kind": "synthetic", "budget_unit": "images", "budget": "64", "top1": syn},
                  {**common, "kind": "real", "budget_unit": "images", "budget": "64", "top1": real},
                  {**common, "kind": "random", "budget_unit": "", "budget": "", "top1": rnd}]
+    # a resumed study may have evaluated random init of a seed whose runs are still to come (and a reference of a seed
+    # whose formula run is): G compares the same seeds
+    rows += [{**rows[-1], "seed": 2, "top1": 0.40}, {**rows[-2], "seed": 3, "top1": 0.99}]
     (row,) = summarize(spec, rows)
     assert row["synthetic_mean"] == pytest.approx(0.82) and row["real_mean"] == pytest.approx(0.90)
+    assert row["random_mean"] == pytest.approx(0.70)
     assert row["gap_closed"] == pytest.approx(0.6)
     assert row["gap_closed_per_seed"] == "0.500 0.700"
     assert row["n_seeds"] == 2 and row["flagged_runs"] == 1

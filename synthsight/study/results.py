@@ -6,7 +6,8 @@ rebuilt at any time, also while a study runs or after it was killed.
     results.csv    one row per run x real set x protocol: top-1, seed, budget, steps, images seen, training
                    seconds, the budget check (ratio and flag: over/under by more than 10%), status, folder
     summary.csv    per variation x budget x set x protocol: synthetic mean and 95% interval over seeds, the real-data
-                   reference's and random init's means, G = (synthetic - random) / (real - random), seconds, flags
+                   reference's and random init's means at the synthetic runs' seeds, G = (synthetic - random) /
+                   (real - random) from the means over the seeds where all three exist, seconds, flags
     table.md       summary.csv as Markdown (top-1 in %)
     per_class.csv  per variation x budget x set x protocol x class: mean top-1 over seeds, minus random init's,
                    minus the baseline variation's (the per-class effect of what the variation changed)
@@ -83,8 +84,13 @@ def _values(rows: list[dict], **match: Any) -> dict[int, float]:
             if r["status"] == "done" and all(r[k] == v for k, v in match.items())}
 
 
+def _same_seeds(baseline: dict[int, float], runs: dict[int, float]) -> dict[int, float]:
+    """The baseline's values at the runs' seeds (all of them when the runs have none)."""
+    return {k: v for k, v in baseline.items() if k in runs} if runs else baseline
+
+
 def summarize(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """summary.csv rows (see the module doc); G from the seed means, and per seed where all three exist."""
+    """summary.csv rows (see the module doc); G from the means over the seeds where all three exist, and per seed."""
     out = []
     for v in spec.variations:
         for b in spec.budgets:
@@ -100,10 +106,15 @@ def summarize(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any
                     if not syn and not runs:
                         continue
                     s_mean, s_ci = mean_ci(list(syn.values())) if syn else (None, None)
+                    # the baselines over the synthetic runs' seeds (a resumed study may have baselines of seeds whose
+                    # runs are still to come); G from the means over the seeds where all three exist
+                    real, rnd = _same_seeds(real, syn), _same_seeds(rnd, syn)
                     r_mean, r_ci = mean_ci(list(real.values())) if real else (None, None)
                     rnd_mean = mean_ci(list(rnd.values()))[0] if rnd else None
-                    gap = gap_closed(s_mean, r_mean, rnd_mean) if None not in (s_mean, r_mean, rnd_mean) else None
-                    per_seed = [gap_closed(syn[k], real[k], rnd[k]) for k in sorted(syn) if k in real and k in rnd]
+                    common = [k for k in syn if k in real and k in rnd]
+                    gap = gap_closed(*(sum(d[k] for k in common) / len(common) for d in (syn, real, rnd))) if (
+                        common) else None
+                    per_seed = [gap_closed(syn[k], real[k], rnd[k]) for k in sorted(common)]
                     seconds = [float(r["train_seconds"]) for r in runs if r["train_seconds"] != ""]
                     images = [float(r["images_seen"]) for r in runs if r["images_seen"] != ""]
                     out.append({
