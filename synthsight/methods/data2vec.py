@@ -233,8 +233,8 @@ class Data2Vec(Method):
         return tokens[:, 0]
 
     def _cls_loss(self, student_cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss on the student's CLS outputs Tensor[B, D]: a regression on the targets, or for `prototypes`
-        iBOT's cross-entropy (`_prototype_loss`)."""
+        """The loss on the student's CLS outputs Tensor[M, D] against their targets, row by row: a regression, or
+        for `prototypes` iBOT's cross-entropy (`_prototype_loss`)."""
         c = self.cfg
         if c.cls_target == "prototypes":
             return self._prototype_loss(student_cls, target, self.centre)
