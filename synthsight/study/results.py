@@ -10,7 +10,8 @@ rebuilt at any time, also while a study runs or after it was killed.
                    (real - random) from the means over the seeds where all three exist, seconds, flags
     table.md       summary.csv as Markdown (top-1 in %)
     per_class.csv  per variation x budget x set x protocol x class: mean top-1 over seeds, minus random init's,
-                   minus the baseline variation's (the per-class effect of what the variation changed)
+                   minus the baseline variation's, both at the same seeds (the per-class effect of what the
+                   variation changed)
     fits.csv       per variation x set x protocol with 2+ budgets: least-squares top-1 = a + b ln(budget) over the
                    seed means (the scaling question: which variation is best at which budget)
 """
@@ -178,7 +179,7 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
     """per_class.csv rows (see the module doc) from the metrics.json of every done synthetic and random cell."""
     from synthsight.study.runner import cell_dir
 
-    table: dict[tuple, list[list[float | None]]] = {}
+    table: dict[tuple, dict[int, list[float | None]]] = {}  # (variation, kind, budget, set, protocol) -> seed -> acc
     classes: dict[str, list[str]] = {}
     for use in plan.uses:
         if use.kind == "real":
@@ -190,19 +191,20 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
         budget = _budget_cells(use.budget)[1]
         for p, r in metrics["encoders"][-1]["results"].items():
             if r.get("per_class") is not None:
-                table.setdefault((use.variation, use.kind, budget, use.eval_set, p), []).append(r["per_class"])
+                table.setdefault((use.variation, use.kind, budget, use.eval_set, p), {})[use.seed] = r["per_class"]
 
-    def mean(lists: list[list[float | None]], c: int) -> float | None:
-        vals = [x[c] for x in lists if c < len(x) and x[c] is not None]
+    def mean(lists: dict[int, list[float | None]], c: int) -> float | None:
+        vals = [x[c] for x in lists.values() if c < len(x) and x[c] is not None]
         return sum(vals) / len(vals) if vals else None
 
     rows = []
     for (variation, kind, budget, eval_set, p), lists in table.items():
         if kind != "synthetic":
             continue
-        rnd = table.get((variation, "random", "", eval_set, p))
-        base = table.get((spec.baseline, "synthetic", budget, eval_set, p))
-        for c in range(max(len(x) for x in lists)):
+        # the baselines at this variation's seeds, as in the summary
+        rnd = _same_seeds(table.get((variation, "random", "", eval_set, p), {}), lists)
+        base = _same_seeds(table.get((spec.baseline, "synthetic", budget, eval_set, p), {}), lists)
+        for c in range(max(len(x) for x in lists.values())):
             acc = mean(lists, c)
             r, b = (mean(rnd, c) if rnd else None), (mean(base, c) if base else None)
             names = classes.get(eval_set) or []
