@@ -153,9 +153,9 @@ class Data2Vec(Method):
                               f"blocks; use at most {len(backbone.blocks)}")
         self.cfg = cfg
         self.views = views or ViewConfig()
-        self.num_patches = (self.views.size // backbone.patch_embed.patch_size[0]) ** 2
-        visible_count(self.num_patches, cfg.mask_ratio)
         patch = backbone.patch_embed.patch_size[0]
+        self.num_patches = (self.views.size // patch) ** 2
+        visible_count(self.num_patches, cfg.mask_ratio)
         if cfg.local_crops and cfg.local_size % patch:
             raise ConfigError(f"method.local_size={cfg.local_size} is not a multiple of the patch size {patch}; "
                               f"use e.g. {max(patch, cfg.local_size // patch * patch)}")
