@@ -12,7 +12,7 @@ import pytest
 
 from synthsight.cli import main
 from synthsight.study.budget import budget_flag, calibrated_rate, log_seconds, schedule_overrides, steps_for_images
-from synthsight.study.results import collect_rows, summarize
+from synthsight.study.results import collect_rows, per_class_from_table, summarize
 from synthsight.study.runner import run_study
 from synthsight.study.spec import Budget, StudyError, cell_key, expand, load_study, parse_study, select
 from synthsight.study.stats import gap_closed, mean_ci
@@ -198,6 +198,23 @@ def test_summary_g_per_variation_from_rows(tmp_path: Path) -> None:
     assert row["gap_closed"] == pytest.approx(0.6)
     assert row["gap_closed_per_seed"] == "0.500 0.700"
     assert row["n_seeds"] == 2 and row["flagged_runs"] == 1
+
+
+def test_per_class_deltas_take_the_baselines_at_the_variations_seeds() -> None:
+    # two classes; the variation and the baseline ran seeds 0 and 1, random init also seed 2 (a resumed study), the
+    # baseline also seed 3: every delta compares the same seeds
+    table = {("v", "synthetic", "5", "s", "knn"): {0: [0.8, 0.6], 1: [0.9, None]},
+             ("v", "random", "", "s", "knn"): {0: [0.5, 0.4], 1: [0.7, 0.5], 2: [0.0, 0.0]},
+             ("b", "synthetic", "5", "s", "knn"): {0: [0.6, 0.6], 1: [0.8, 0.2], 3: [1.0, 1.0]}}
+    rows = per_class_from_table(table, "b", {"s": ["shirt", "bag"]})
+    assert [(r["variation"], r["class"]) for r in rows] == [("v", "shirt"), ("v", "bag"), ("b", "shirt"),
+                                                             ("b", "bag")]
+    shirt, bag = rows[0], rows[1]
+    assert shirt["top1"] == pytest.approx(0.85) and shirt["minus_random"] == pytest.approx(0.25)
+    assert shirt["minus_baseline"] == pytest.approx(0.15) and shirt["n_seeds"] == 2
+    assert bag["top1"] == pytest.approx(0.6)  # a class without accuracy in a seed: the mean of the others
+    assert bag["minus_random"] == pytest.approx(0.15) and bag["minus_baseline"] == pytest.approx(0.2)
+    assert rows[2]["n_seeds"] == 3 and rows[2]["minus_baseline"] == 0  # the baseline against itself
 
 
 # ------------------------------------------------------------------------------------------- end to end

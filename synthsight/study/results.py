@@ -192,6 +192,13 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
         for p, r in metrics["encoders"][-1]["results"].items():
             if r.get("per_class") is not None:
                 table.setdefault((use.variation, use.kind, budget, use.eval_set, p), {})[use.seed] = r["per_class"]
+    return per_class_from_table(table, spec.baseline, classes)
+
+
+def per_class_from_table(table: dict[tuple, dict[int, list[float | None]]], baseline: str,
+                         classes: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """per_class.csv rows from (variation, kind, budget, set, protocol) -> seed -> per-class top-1 (kind: synthetic
+    or random; random's budget is ""), the baselines taken at each variation's seeds (as in the summary)."""
 
     def mean(lists: dict[int, list[float | None]], c: int) -> float | None:
         vals = [x[c] for x in lists.values() if c < len(x) and x[c] is not None]
@@ -203,7 +210,7 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
             continue
         # the baselines at this variation's seeds, as in the summary
         rnd = _same_seeds(table.get((variation, "random", "", eval_set, p), {}), lists)
-        base = _same_seeds(table.get((spec.baseline, "synthetic", budget, eval_set, p), {}), lists)
+        base = _same_seeds(table.get((baseline, "synthetic", budget, eval_set, p), {}), lists)
         for c in range(max(len(x) for x in lists.values())):
             acc = mean(lists, c)
             r, b = (mean(rnd, c) if rnd else None), (mean(base, c) if base else None)
@@ -211,7 +218,7 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
             rows.append({"variation": variation, "budget": budget, "eval_set": eval_set, "protocol": p,
                          "class_index": c, "class": names[c] if c < len(names) else str(c), "n_seeds": len(lists),
                          "top1": acc, "minus_random": None if acc is None or r is None else round(acc - r, 6),
-                         "baseline": spec.baseline,
+                         "baseline": baseline,
                          "minus_baseline": None if acc is None or b is None else round(acc - b, 6)})
     return rows
 
