@@ -201,20 +201,23 @@ def test_summary_g_per_variation_from_rows(tmp_path: Path) -> None:
 
 
 def test_per_class_deltas_take_the_baselines_at_the_variations_seeds() -> None:
-    # two classes; the variation and the baseline ran seeds 0 and 1, random init also seed 2 (a resumed study), the
-    # baseline also seed 3: every delta compares the same seeds
+    # two classes; the variation, its real-data reference and the baseline ran seeds 0 and 1, random init also seed 2
+    # (a resumed study), the baseline also seed 3, the reference seed 4: every delta compares the same seeds
     table = {("v", "synthetic", "5", "s", "knn"): {0: [0.8, 0.6], 1: [0.9, None]},
              ("v", "random", "", "s", "knn"): {0: [0.5, 0.4], 1: [0.7, 0.5], 2: [0.0, 0.0]},
-             ("b", "synthetic", "5", "s", "knn"): {0: [0.6, 0.6], 1: [0.8, 0.2], 3: [1.0, 1.0]}}
+             ("b", "synthetic", "5", "s", "knn"): {0: [0.6, 0.6], 1: [0.8, 0.2], 3: [1.0, 1.0]},
+             ("v", "real", "5", "s", "knn"): {0: [0.9, 0.7], 1: [1.0, 0.9], 4: [0.0, 0.0]}}
     rows = per_class_from_table(table, "b", {"s": ["shirt", "bag"]})
     assert [(r["variation"], r["class"]) for r in rows] == [("v", "shirt"), ("v", "bag"), ("b", "shirt"),
                                                              ("b", "bag")]
     shirt, bag = rows[0], rows[1]
     assert shirt["top1"] == pytest.approx(0.85) and shirt["minus_random"] == pytest.approx(0.25)
     assert shirt["minus_baseline"] == pytest.approx(0.15) and shirt["n_seeds"] == 2
+    assert shirt["minus_reference"] == pytest.approx(-0.1) and rows[1]["minus_reference"] == pytest.approx(-0.2)
     assert bag["top1"] == pytest.approx(0.6)  # a class without accuracy in a seed: the mean of the others
     assert bag["minus_random"] == pytest.approx(0.15) and bag["minus_baseline"] == pytest.approx(0.2)
     assert rows[2]["n_seeds"] == 3 and rows[2]["minus_baseline"] == 0  # the baseline against itself
+    assert rows[2]["minus_reference"] is None and len(rows) == 4  # no reference for b; no rows for a reference
 
 
 # ------------------------------------------------------------------------------------------- end to end

@@ -10,8 +10,8 @@ rebuilt at any time, also while a study runs or after it was killed.
                    (real - random) from the means over the seeds where all three exist, seconds, flags
     table.md       summary.csv as Markdown (top-1 in %)
     per_class.csv  per variation x budget x set x protocol x class: mean top-1 over seeds, minus random init's,
-                   minus the baseline variation's, both at the same seeds (the per-class effect of what the
-                   variation changed)
+                   minus the real-data reference's (which classes the formula images do not teach), minus the
+                   baseline variation's (the per-class effect of what the variation changed), all at the same seeds
     fits.csv       per variation x set x protocol with 2+ budgets: least-squares top-1 = a + b ln(budget) over the
                    seed means (the scaling question: which variation is best at which budget)
 """
@@ -176,14 +176,12 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
 
 
 def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any]]:
-    """per_class.csv rows (see the module doc) from the metrics.json of every done synthetic and random cell."""
+    """per_class.csv rows (see the module doc) from the metrics.json of every done cell."""
     from synthsight.study.runner import cell_dir
 
     table: dict[tuple, dict[int, list[float | None]]] = {}  # (variation, kind, budget, set, protocol) -> seed -> acc
     classes: dict[str, list[str]] = {}
     for use in plan.uses:
-        if use.kind == "real":
-            continue
         metrics = _json(cell_dir(out, plan.cell(use.key)) / f"eval-{slug(use.eval_set)}" / "metrics.json")
         if not metrics:
             continue
@@ -197,8 +195,8 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
 
 def per_class_from_table(table: dict[tuple, dict[int, list[float | None]]], baseline: str,
                          classes: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """per_class.csv rows from (variation, kind, budget, set, protocol) -> seed -> per-class top-1 (kind: synthetic
-    or random; random's budget is ""), the baselines taken at each variation's seeds (as in the summary)."""
+    """per_class.csv rows from (variation, kind, budget, set, protocol) -> seed -> per-class top-1 (kind: synthetic,
+    real or random; random's budget is ""), the baselines taken at each variation's seeds (as in the summary)."""
 
     def mean(lists: dict[int, list[float | None]], c: int) -> float | None:
         vals = [x[c] for x in lists.values() if c < len(x) and x[c] is not None]
@@ -210,14 +208,16 @@ def per_class_from_table(table: dict[tuple, dict[int, list[float | None]]], base
             continue
         # the baselines at this variation's seeds, as in the summary
         rnd = _same_seeds(table.get((variation, "random", "", eval_set, p), {}), lists)
+        ref = _same_seeds(table.get((variation, "real", budget, eval_set, p), {}), lists)
         base = _same_seeds(table.get((baseline, "synthetic", budget, eval_set, p), {}), lists)
         for c in range(max(len(x) for x in lists.values())):
             acc = mean(lists, c)
-            r, b = (mean(rnd, c) if rnd else None), (mean(base, c) if base else None)
+            r, f, b = (mean(d, c) if d else None for d in (rnd, ref, base))
             names = classes.get(eval_set) or []
             rows.append({"variation": variation, "budget": budget, "eval_set": eval_set, "protocol": p,
                          "class_index": c, "class": names[c] if c < len(names) else str(c), "n_seeds": len(lists),
                          "top1": acc, "minus_random": None if acc is None or r is None else round(acc - r, 6),
+                         "minus_reference": None if acc is None or f is None else round(acc - f, 6),
                          "baseline": baseline,
                          "minus_baseline": None if acc is None or b is None else round(acc - b, 6)})
     return rows
@@ -241,7 +241,7 @@ def write_results(spec: StudySpec, plan: Plan, out: Path, report: bool = True, t
     write_text_atomic(out / "table.md", markdown_table(summary) + "\n" + notes + ("\n" if notes else ""))
     per_class = per_class_rows(spec, plan, out)
     fields = ["variation", "budget", "eval_set", "protocol", "class_index", "class", "n_seeds", "top1",
-              "minus_random", "baseline", "minus_baseline"]
+              "minus_random", "minus_reference", "baseline", "minus_baseline"]
     write_text_atomic(out / "per_class.csv", _csv(per_class, fields))
     fits = fit_log_budget(summary)
     write_text_atomic(out / "fits.csv", _csv(fits, ["variation", "eval_set", "protocol", "n_budgets", "a", "b",
