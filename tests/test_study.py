@@ -259,8 +259,10 @@ def test_tiny_study_end_to_end_then_reuse_then_change(real_set: Path, tmp_path: 
     for name in ("table.md", "per_class.csv", "report.html", "accuracy_vs_budget.png", "variations.png",
                  "timings.json", "plan.json", "study.yaml"):
         assert (out / name).is_file(), name
-    assert "G per seed" in (out / "report.html").read_text()
-    assert len(_csv(out / "per_class.csv")) == 2 * 3  # synthetic variations x classes
+    assert "G per seed" in (out / "report.html").read_text() and "- reference" in (out / "report.html").read_text()
+    per_class = _csv(out / "per_class.csv")
+    assert len(per_class) == 2 * 3  # synthetic variations x classes
+    assert all(r["minus_reference"] != "" for r in per_class)  # each variation's reference, class by class
 
     calls.clear()
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*.json")}

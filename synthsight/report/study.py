@@ -151,17 +151,23 @@ def _runs_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _per_class_table(per_class: list[dict[str, Any]], baseline: str) -> str:
-    rows = [r for r in per_class if r["variation"] != baseline and r["minus_baseline"] is not None]
+    rows = [r for r in per_class if (r["variation"] != baseline and r["minus_baseline"] is not None)
+            or r["minus_reference"] is not None]
     if not rows:
         return ""
+
+    def delta(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:+.2f}"
+
     body = [[esc(r["variation"]), esc(r["budget"]), esc(r["eval_set"]), esc(r["protocol"]), esc(r["class"]),
-             _pct(r["top1"]), f"{100 * r['minus_baseline']:+.2f}",
-             "n/a" if r["minus_random"] is None else f"{100 * r['minus_random']:+.2f}"] for r in rows]
+             _pct(r["top1"]), delta(r["minus_baseline"] if r["variation"] != baseline else None),
+             delta(r["minus_reference"]), delta(r["minus_random"])] for r in rows]
     return (f"<p>Per-class top-1 (mean over seeds) and its difference from the baseline variation "
-            f"<b>{esc(baseline)}</b> and from random init, in points (per_class.csv).</p>"
+            f"<b>{esc(baseline)}</b>, from the real-data reference and from random init, in points "
+            f"(per_class.csv).</p>"
             + "<details><summary>table</summary>"
-            + table(["variation", "budget", "set", "protocol", "class", "top-1 (%)", "- baseline", "- random"], body,
-                    numeric_from=5)
+            + table(["variation", "budget", "set", "protocol", "class", "top-1 (%)", "- baseline", "- reference",
+                     "- random"], body, numeric_from=5)
             + "</details>")
 
 
