@@ -210,10 +210,10 @@ def per_class_from_table(table: dict[tuple, dict[int, list[float | None]]], base
         rnd = _same_seeds(table.get((variation, "random", "", eval_set, p), {}), lists)
         ref = _same_seeds(table.get((variation, "real", budget, eval_set, p), {}), lists)
         base = _same_seeds(table.get((baseline, "synthetic", budget, eval_set, p), {}), lists)
+        names = classes.get(eval_set) or []
         for c in range(max(len(x) for x in lists.values())):
             acc = mean(lists, c)
-            r, f, b = (mean(d, c) if d else None for d in (rnd, ref, base))
-            names = classes.get(eval_set) or []
+            r, f, b = (mean(d, c) for d in (rnd, ref, base))  # None where a baseline is missing
             rows.append({"variation": variation, "budget": budget, "eval_set": eval_set, "protocol": p,
                          "class_index": c, "class": names[c] if c < len(names) else str(c), "n_seeds": len(lists),
                          "top1": acc, "minus_random": None if acc is None or r is None else round(acc - r, 6),
