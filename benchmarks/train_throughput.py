@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from synthsight.checkpoint import save_checkpoint
 from synthsight.config import Config, ConfigError, load_config
-from synthsight.family_spec import parse_family_spec
+from synthsight.family_spec import families_label
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
 from synthsight.train.distributed import (
@@ -248,7 +248,7 @@ def run(args: argparse.Namespace, ctx: DistContext) -> None:
             cfg = load_config("demo", overrides)
             timed = time_alternating(overrides, device, args.warmup, args.steps, True, args.max_seconds, ctx,
                                      args.grad_sync)
-            families = "+".join(parse_family_spec(f).label for f in cfg.data.families)
+            families = families_label(cfg.data.families, "+")
             for mode, times in timed.items():
                 ips = args.batch_size / statistics.median(times)
                 label = f", {mode}" if len(timed) > 1 else ""

@@ -362,7 +362,7 @@ def cmd_report(args: argparse.Namespace) -> Path:
 def cmd_demo(args: argparse.Namespace) -> Path:
     from synthsight.config import load_config
     from synthsight.eval.run import results_table
-    from synthsight.family_spec import parse_family_spec
+    from synthsight.family_spec import families_label
     from synthsight.report.html import build_report
     from synthsight.runs import eval_run, pretrain_run
 
@@ -375,7 +375,7 @@ def cmd_demo(args: argparse.Namespace) -> Path:
         return 0
     run_dir = args.out or default_dir("demo")
     t0 = time.perf_counter()
-    families = ", ".join(parse_family_spec(f).label for f in cfg.data.families)
+    families = families_label(cfg.data.families)
     print(f"synthsight demo: {cfg.method['name']} on {families} with {cfg.model.backbone}, "
           f"{cfg.trainer.steps} steps x {cfg.trainer.batch_size} images; run folder {run_dir}")
     pretrain_run(cfg, run_dir)

@@ -79,6 +79,12 @@ def parse_family_spec(spec: str | dict[str, Any] | FamilySpec, where: str = "fam
     return FamilySpec(family, variant, parse_options(option_text, where))
 
 
+def families_label(families: list[str | dict[str, Any] | FamilySpec], sep: str = ", ") -> str:
+    """A stream's families in their string spellings, e.g. 'dead_leaves/mixed, mix/mixup:families=[programs],k=6'
+    (config entries may be strings or mappings)."""
+    return sep.join(parse_family_spec(f).label for f in families)
+
+
 def join_split_options(items: list[Any]) -> list[Any]:
     """Undo a comma split inside one entry's options: ['a:k=1', 'j=2', 'b'] -> ['a:k=1,j=2', 'b'] (a command-line
     list such as data.families=a:k=1,j=2,b is split at every comma before it reaches here)."""

@@ -7,7 +7,7 @@ import yaml
 
 from synthsight.cli import main
 from synthsight.config import ConfigError, load_config
-from synthsight.family_spec import FamilySpec, join_split_options, parse_family_spec
+from synthsight.family_spec import FamilySpec, families_label, join_split_options, parse_family_spec
 from synthsight.generators import create_generator, generator_options
 from synthsight.provenance import build_provenance
 from synthsight.train.build import build_generators
@@ -20,6 +20,12 @@ def test_three_spellings_parse_to_the_same_spec():
     assert parse_family_spec({"name": "fractal_ifs/fractaldb", "num_classes": 100, "points": 4000}) == want
     assert parse_family_spec(want.label) == want
     assert parse_family_spec("spectrum") == FamilySpec("spectrum", None, {})
+
+
+def test_a_stream_of_strings_and_mappings_is_labelled_in_the_string_spelling():
+    families = ["dead_leaves/mixed", {"name": "mix/mixup", "families": ["programs"], "k": 6}]
+    assert families_label(families) == "dead_leaves/mixed, mix/mixup:families=[programs],k=6"
+    assert families_label(families[:1], "+") == "dead_leaves/mixed"
 
 
 def test_a_command_line_list_split_at_commas_is_joined_back():

@@ -42,7 +42,9 @@ def study(real: Path, **changes) -> dict:
         "seeds": [0],
         "eval": {"protocols": ["knn"], "sets": {"tiny": {"data": str(real)}}},
         "variations": [{"name": "dead leaves", "set": {"data.families": ["dead_leaves/mixed"]}},
-                       {"name": "spectrum", "set": {"data.families": ["spectrum/color"]}}],
+                       # a mapping entry with an option, as a study file writes a family's options
+                       {"name": "spectrum", "set": {"data.families": [{"name": "spectrum/color",
+                                                                        "anisotropy_std": 0.05}]}}],
     }
     data.update(changes)
     return data
@@ -254,6 +256,8 @@ def test_tiny_study_end_to_end_then_reuse_then_change(real_set: Path, tmp_path: 
     syn = [r for r in rows if r["kind"] == "synthetic"]
     assert all(r["images_seen"] == "64" and r["steps"] == "4" and float(r["train_seconds"]) > 0 for r in syn)
     assert all(r["budget_flag"] == "" for r in syn)  # an images budget has no wall-clock to miss
+    assert {r["variation"]: r["pretrained_on"] for r in syn} == {
+        "dead leaves": "dead_leaves/mixed", "spectrum": "spectrum/color:anisotropy_std=0.05"}
     summary = _csv(out / "summary.csv")
     assert [r["variation"] for r in summary] == ["dead leaves", "spectrum"]
     for name in ("table.md", "per_class.csv", "report.html", "accuracy_vs_budget.png", "variations.png",

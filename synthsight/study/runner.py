@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from synthsight.checkpoint import read_meta, write_text_atomic
 from synthsight.config import EvalConfig, config_from_dict
+from synthsight.family_spec import families_label
 from synthsight.run_lock import run_lock
 from synthsight.study.budget import (budget_flag, calibrated_rate, log_seconds, on_the_clock, probe, replanned_steps,
                                      steps_for_budget, steps_for_images, with_steps)
@@ -235,7 +236,7 @@ class StudyRunner:
             "budget_ratio": round(seconds / budget_seconds, 4) if budget_seconds else None,
             "budget_flag": budget_flag(seconds, budget_seconds), "resumed": resume and replan is None,
             "probe": probe_info, "replan": replan or _json(folder / "replan.json"),
-            "pretrained_on": f"real images: {cfg.data.real}" if cfg.data.real else ", ".join(cfg.data.families),
+            "pretrained_on": f"real images: {cfg.data.real}" if cfg.data.real else families_label(cfg.data.families),
             "status": "done",
         }
         write_text_atomic(folder / "cell.json", json.dumps(record, indent=1))
