@@ -14,7 +14,8 @@ from synthsight.cli import main
 from synthsight.study.budget import budget_flag, calibrated_rate, log_seconds, schedule_overrides, steps_for_images
 from synthsight.study.results import collect_rows, per_class_from_table, summarize
 from synthsight.study.runner import run_study
-from synthsight.study.spec import Budget, StudyError, cell_key, expand, load_study, parse_study, select
+from synthsight.study.spec import (Budget, StudyError, cell_key, expand, load_study, parse_study, select,
+                                   split_names)
 from synthsight.study.stats import gap_closed, mean_ci
 from tests.conftest import TINY
 
@@ -180,6 +181,15 @@ def test_budget_helpers(tmp_path: Path) -> None:
     log = tmp_path / "train_log.csv"
     log.write_text("step,loss,lr,images_per_second\n2,1,0.1,32\n4,1,0.1,16\n5,1,0.1,16\n")
     assert log_seconds(log, batch_size=16) == pytest.approx(2 * 16 / 32 + 2 * 16 / 16 + 1)
+
+
+def test_split_names_keeps_names_that_hold_commas() -> None:
+    known = ["shapes + textures", "shapes + textures, crop 0.08", "demo, crop_scale_min=0.2", "b"]
+    assert split_names("shapes + textures, crop 0.08", known) == ["shapes + textures, crop 0.08"]
+    assert split_names("shapes + textures,b", known) == ["shapes + textures", "b"]
+    assert split_names("b, demo, crop_scale_min=0.2", known) == ["b", "demo, crop_scale_min=0.2"]
+    assert split_names("typo, b", known) == ["typo", "b"]  # select() names the unknown one
+    assert split_names("x,y", ["x,y"]) == ["x,y"]  # the name as the study file spells it
 
 
 def test_summary_g_per_variation_from_rows(tmp_path: Path) -> None:
@@ -533,6 +543,13 @@ def test_cli_help_plan_and_report(real_set: Path, tmp_path: Path, capsys) -> Non
     assert "4 cells, 4 to do" in text and "random" in text
     assert main(["study", str(path), "--out", str(tmp_path / "missing"), "--report"]) == 2
     assert load_study(path).name == "tiny"
+    # a variation whose name holds a comma (as a grid's names do) is selectable by --variations
+    named = study(real_set)
+    named["variations"][1]["name"] = "spectrum, anisotropy 0.05"
+    path.write_text(yaml.safe_dump(named))
+    assert main(["study", str(path), "--out", str(tmp_path / "o"), "--plan",
+                 "--variations", "spectrum, anisotropy 0.05"]) == 0
+    assert "3 cells, 3 to do" in capsys.readouterr().out  # its run, the shared reference and random init
 
 
 def test_example_study_files_parse_and_expand() -> None:

@@ -31,10 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default=None, metavar="S[,S]", help="run (and --plan) only these seeds' cells")
 
 
-def _selection(args: argparse.Namespace) -> tuple[list[str] | None, list[int] | None]:
-    from synthsight.study.spec import StudyError
+def _selection(args: argparse.Namespace, spec) -> tuple[list[str] | None, list[int] | None]:
+    from synthsight.study.spec import StudyError, split_names
 
-    names = [v.strip() for v in args.variations.split(",")] if args.variations else None
+    names = split_names(args.variations, [v.name for v in spec.variations]) if args.variations else None
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     except ValueError:
@@ -71,7 +71,7 @@ def cmd_study(args: argparse.Namespace) -> Path:
 
     spec = load_study(args.study)
     out = args.out or Path("runs") / f"study-{slug(spec.name)}"
-    only = _selection(args)
+    only = _selection(args, spec)
     if args.plan:
         print(describe_plan(spec, expand(spec), out, only))
         return out

@@ -407,6 +407,24 @@ def expand(spec: StudySpec) -> Plan:
     return Plan(list(cells.values()), uses, notes)
 
 
+def split_names(text: str, known: list[str]) -> list[str]:
+    """The variation names in a comma-separated --variations value. Names may hold commas themselves (a grid's
+    names do: "demo, crop_scale_min=0.08"), so at each position the longest run of comma-separated parts that is a
+    known name is taken; a part that starts no known name stays on its own (select() then names it as unknown).
+
+    Example: split_names("a, x=1,b", ["a, x=1", "b"]) -> ["a, x=1", "b"]
+    """
+    spaced = {re.sub(r"\s*,\s*", ", ", k.strip()): k for k in known}  # "a,b" and "a, b" are one name
+    parts = [p.strip() for p in text.split(",")]
+    names, i = [], 0
+    while i < len(parts):
+        end = next((j for j in range(len(parts), i, -1) if ", ".join(parts[i:j]) in spaced), i + 1)
+        joined = ", ".join(parts[i:end])
+        names.append(spaced.get(joined, joined))
+        i = end
+    return names
+
+
 def select(plan: Plan, variations: list[str] | None = None, seeds: list[int] | None = None) -> list[Cell]:
     """The plan's cells that some result of the named variations and seeds reads (in running order); a cell shared
     between variations (a real-data reference, a random init) is selected when any of them is. None selects all.
