@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing only: the command imports the study modules lazily, so --help stays fast
+    from synthsight.study.spec import Plan, StudySpec
 
 DESCRIPTION = (
     "Run a study: every variation of a base config x seeds x budgets, each pretrained at the same wall-clock (or "
@@ -31,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default=None, metavar="S[,S]", help="run (and --plan) only these seeds' cells")
 
 
-def _selection(args: argparse.Namespace, spec) -> tuple[list[str] | None, list[int] | None]:
+def _selection(args: argparse.Namespace, spec: StudySpec) -> tuple[list[str] | None, list[int] | None]:
     from synthsight.study.spec import StudyError, split_names
 
     names = split_names(args.variations, [v.name for v in spec.variations]) if args.variations else None
@@ -42,7 +46,7 @@ def _selection(args: argparse.Namespace, spec) -> tuple[list[str] | None, list[i
     return names, seeds
 
 
-def describe_plan(spec, plan, out: Path, only=(None, None)) -> str:
+def describe_plan(spec: StudySpec, plan: Plan, out: Path, only=(None, None)) -> str:
     """The cells (those `only` selects), whether each is done, and a rough time: budgets (+ ~10% around each run)
     and ~1 min per eval."""
     from synthsight.study.runner import _json, cell_dir
