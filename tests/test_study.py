@@ -561,6 +561,26 @@ def test_example_study_files_parse_and_expand() -> None:
         assert plan.cells, path
 
 
+def test_photos_30min_preset_trains_the_study_variation_it_names() -> None:
+    """configs/photos_30min_cpu.yaml is photo_30min.yaml's width-256 variation (docs/TRANSFER.md): the same data,
+    views, network, method and optimiser, 30 minutes on the clock, warming up for the same share of the budget."""
+    from synthsight.config import load_config
+    from synthsight.study.spec import variation_config
+
+    spec = load_study(Path(__file__).resolve().parents[1] / "configs" / "studies" / "photo_30min.yaml")
+    (variation,) = [v for v in spec.variations if v.name == "shapes + textures crop 0.08 width 256"]
+    studied = variation_config(spec, variation, 0).to_dict()
+    preset = load_config("photos_30min_cpu").to_dict()
+    for section in ("data", "views", "model", "method"):
+        assert preset[section] == studied[section], section
+    for key in ("batch_size", "optimizer", "lr", "weight_decay", "min_lr", "amp", "channels_last"):
+        assert preset["trainer"][key] == studied["trainer"][key], key
+    assert preset["trainer"]["minutes"] == 30 and Budget("minutes", 30) in spec.budgets
+    share = lambda t: t["warmup_steps"] / t["steps"]  # noqa: E731
+    assert share(preset["trainer"]) == pytest.approx(share(studied["trainer"]), abs=1e-3)
+    assert preset["eval"]["data"] == preset["eval"]["test_data"] == "photos"
+
+
 def test_fit_log_budget_recovers_a_and_b() -> None:
     from synthsight.study.results import fit_log_budget
 
