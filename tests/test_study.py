@@ -576,8 +576,8 @@ def test_photos_30min_preset_trains_the_study_variation_it_names() -> None:
     for key in ("batch_size", "optimizer", "lr", "weight_decay", "min_lr", "amp", "channels_last"):
         assert preset["trainer"][key] == studied["trainer"][key], key
     assert preset["trainer"]["minutes"] == 30 and Budget("minutes", 30) in spec.budgets
-    share = lambda t: t["warmup_steps"] / t["steps"]  # noqa: E731
-    assert share(preset["trainer"]) == pytest.approx(share(studied["trainer"]), abs=1e-3)
+    ours, theirs = preset["trainer"], studied["trainer"]
+    assert ours["warmup_steps"] / ours["steps"] == pytest.approx(theirs["warmup_steps"] / theirs["steps"], abs=1e-3)
     assert preset["eval"]["data"] == preset["eval"]["test_data"] == "photos"
 
 
