@@ -12,7 +12,7 @@ import pytest
 
 from synthsight.cli import main
 from synthsight.study.budget import budget_flag, calibrated_rate, log_seconds, schedule_overrides, steps_for_images
-from synthsight.study.results import collect_rows, per_class_from_table, summarize
+from synthsight.study.results import collect_rows, markdown_table, per_class_from_table, summarize
 from synthsight.study.runner import run_study
 from synthsight.study.spec import (Budget, StudyError, cell_key, expand, load_study, parse_study, select,
                                    split_names)
@@ -210,6 +210,22 @@ def test_summary_g_per_variation_from_rows(tmp_path: Path) -> None:
     assert row["gap_closed"] == pytest.approx(0.6)
     assert row["gap_closed_per_seed"] == "0.500 0.700"
     assert row["n_seeds"] == 2 and row["flagged_runs"] == 1
+
+
+def test_table_says_why_g_is_na_beside_a_reference_that_did_not_beat_random_init(tmp_path: Path) -> None:
+    spec = parse_study(study(tmp_path / "x.npz"))
+    common = {"variation": "dead leaves", "eval_set": "tiny", "protocol": "knn", "seed": 0, "status": "done",
+              "train_seconds": 10.0, "images_seen": 64, "budget_flag": "ok", "run_key": "k", "budget_unit": "images",
+              "budget": "64"}
+
+    def table(real: float) -> str:
+        rows = [{**common, "kind": "synthetic", "top1": 0.80}, {**common, "kind": "real", "top1": real},
+                {**common, "kind": "random", "budget_unit": "", "budget": "", "top1": 0.80}]
+        return markdown_table(summarize(spec, rows))
+
+    na = table(0.804)  # the width-256 Fashion-MNIST case: the reference 0.4 points above random init
+    assert "| n/a |" in na and "half a point or less" in na
+    assert "half a point" not in table(0.85)  # G = 0: a number, no note
 
 
 def test_per_class_deltas_take_the_baselines_at_the_variations_seeds() -> None:

@@ -172,6 +172,9 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['variation']} | {r['budget']}{unit} | {r['eval_set']} | {r['protocol']} | {r['n_seeds']} "
                      f"| {_pct(r['synthetic_mean'], r['synthetic_ci95'])} | {_pct(r['real_mean'], r['real_ci95'])} "
                      f"| {_pct(r['random_mean'])} | {g} | {secs} | {images} | {flagged} |")
+    if any(r["gap_closed"] is None and r["real_mean"] is not None and r["random_mean"] is not None for r in summary):
+        lines += ["", "G n/a beside a reference: pretraining on the real images beat random init by half a point or "
+                      "less, so the ratio would be noise (stats.gap_closed); compare the accuracies instead."]
     return "\n".join(lines)
 
 
