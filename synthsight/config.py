@@ -399,7 +399,9 @@ def merge_preset(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_preset(preset: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A preset's values; `base: other_preset` at its top inherits from another preset (changes only are listed)."""
+    """A preset's values; `base: other_preset` at its top inherits from another preset (changes only are listed).
+    `base: [a, b]` stacks several: b on top of a, this file on top of both (e.g. a GPU preset plus a fragment under
+    configs/parts/ that holds one option set shared by a CPU and a GPU preset)."""
     path = preset_path(preset)
     if str(path) in seen:
         raise ConfigError(f"presets inherit from each other in a loop: {' -> '.join(seen + (str(path),))}")
@@ -407,7 +409,14 @@ def read_preset(preset: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (data, views, model, method, trainer, eval)")
     base = values.pop("base", None)
-    return merge_preset(read_preset(str(base), seen + (str(path),)), values) if base else values
+    bases = base if isinstance(base, list) else [base] if base else []
+    if not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: base must be a preset name or a list of them, e.g. base: demo or "
+                          f"base: [data2vec_gpu, parts/cls_multicrop]; got {base!r}")
+    merged: dict[str, Any] = {}
+    for name in bases:
+        merged = merge_preset(merged, read_preset(name, seen + (str(path),)))
+    return merge_preset(merged, values)
 
 
 def load_config(preset: str | None = "demo", overrides: list[str] | None = None) -> Config:

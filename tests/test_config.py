@@ -81,6 +81,24 @@ def test_presets_inherit_with_base(tmp_path):
         load_config(str(loop))
 
 
+def test_a_list_of_bases_stacks_them_in_order(tmp_path):
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("base: demo\ntrainer:\n  steps: 7\n  lr: 0.5\n")
+    second.write_text("trainer:\n  lr: 0.25\nmethod:\n  temperature: 0.3\n")  # a fragment: no method name
+    child = tmp_path / "child.yaml"
+    child.write_text(f"base: [{first}, {second}]\ntrainer:\n  batch_size: 8\n")
+    cfg = load_config(str(child))
+    assert (cfg.trainer.steps, cfg.trainer.lr, cfg.trainer.batch_size) == (7, 0.25, 8)  # later bases win
+    assert cfg.method == {**load_config("demo").method, "temperature": 0.3}
+    gpu, cpu = load_config("data2vec_multicrop_gpu"), load_config("data2vec_multicrop_cpu")
+    assert gpu.method["local_crops"] == cpu.method["local_crops"] == 4  # the shared fragment parts/cls_multicrop
+    assert gpu.trainer.batch_size == load_config("data2vec_gpu").trainer.batch_size != cpu.trainer.batch_size
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: [demo, 3]\n")
+    with pytest.raises(ConfigError, match="base must be a preset name or a list"):
+        load_config(str(bad))
+
+
 def test_malformed_yaml_names_the_file_or_override_and_the_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("trainer:\n  steps: 3\n  lr: [0.1, 0.2\nmodel:\n  width: 8\n")
