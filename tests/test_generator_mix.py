@@ -54,3 +54,27 @@ def test_mix_of_stylegan_children_uses_each_images_network():
     indices = [5, 405, 805, 1205]
     torch.testing.assert_close(gen.generate(indices, seed=1), torch.cat([gen.generate([i], seed=1) for i in indices]),
                                atol=1e-5, rtol=0)
+
+
+def test_shared_labels_give_one_category_one_class_in_every_look():
+    looks = ("fractal_ifs/fractaldb:num_classes=10", "fractal_ifs/fractaldb:num_classes=10,style=anderson")
+    gen = GENERATORS.create("mix", size=16, families=looks, shared_labels=True)
+    assert gen.num_classes == 10 and gen.config()["shared_labels"] is True
+    params = [gen.image_params(0, i) for i in range(40)]
+    by_look = {j: {int(p["label"]) for p in params if p["components"][0]["family"] == j} for j in (0, 1)}
+    assert by_look[0] and by_look[1] and by_look[0] | by_look[1] <= set(range(10))  # no offset for the second look
+    for p in params:  # the class is the component's own category: the same system in either look
+        c = p["components"][0]
+        assert int(p["label"]) == int(c["params"]["label"])
+    images, labels = gen.generate_with_labels(range(8), seed=0)
+    assert images.shape == (8, 3, 16, 16) and int(labels.max()) < 10
+    offset = GENERATORS.create("mix", size=16, families=looks)
+    assert offset.num_classes == 20
+
+
+def test_shared_labels_need_the_same_categories_everywhere():
+    with pytest.raises(ValueError, match="shared_labels needs families with categories"):
+        GENERATORS.create("mix", families=("fractal_ifs/fractaldb:num_classes=10", "spectrum/gray"), shared_labels=True)
+    with pytest.raises(ValueError, match="same num_classes"):
+        GENERATORS.create("mix", families=("fractal_ifs/fractaldb:num_classes=10", "fractal_ifs/fractaldb:num_classes=20"),
+                          shared_labels=True)

@@ -7,6 +7,9 @@ contract holds: image i is a pure function of (config, seed, i).
 
 Labels: classes of the components are offset per family (a family without categories counts as one class);
 `mixup` images carry the label of their heaviest component, plus `mix_labels` and `mix_weights` for soft targets.
+With `shared_labels=True` the families share one label space instead: category c of every family is class c. Mixing
+one family's categories drawn in several looks (e.g. FractalDB's systems as grey stipple and in Anderson & Farrell's
+colours) then makes the look a nuisance the formula labels teach the network to ignore.
 
 Example:
     >>> gen = GENERATORS.create("mix", variant="mixup", size=64, families=("dead_leaves/mixed", "spectrum/color"))
@@ -38,6 +41,7 @@ class Mix(Generator):
         weights: Sequence[float] | None = None,  # sampling weight per family; None = equal
         k: int = 6,  # images per MixUp (variant mixup); 6 was best in Shaders21k
         alpha: float = 1.0,  # Dirichlet concentration of the MixUp weights
+        shared_labels: bool = False,  # category c of every family is class c (all need the same num_classes)
     ) -> None:
         super().__init__(variant, size)
         if not families:
@@ -54,12 +58,21 @@ class Mix(Generator):
             raise ValueError(f"need k >= 1 and alpha > 0, got k={k}, alpha={alpha}")
         self.weights, self.k, self.alpha = w / w.sum(), k, alpha
         sizes = [c.num_classes or 1 for c in self.children]
-        self.offsets = [sum(sizes[:j]) for j in range(len(sizes))]
-        self.num_classes = sum(sizes)
+        self.shared_labels = bool(shared_labels)
+        if self.shared_labels:
+            counts = {c.num_classes for c in self.children}
+            if len(counts) != 1 or None in counts:
+                raise ValueError(f"shared_labels needs families with categories, the same number each; got "
+                                 f"{[c.num_classes for c in self.children]} for {list(families)}. "
+                                 "Give each the same num_classes option, or drop shared_labels")
+            self.offsets, self.num_classes = [0] * len(sizes), sizes[0]
+        else:
+            self.offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+            self.num_classes = sum(sizes)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "k": self.k, "alpha": self.alpha, "weights": self.weights.tolist(),
-                "children": [c.config() for c in self.children]}
+                "shared_labels": self.shared_labels, "children": [c.config() for c in self.children]}
 
     def _component(self, rng: torch.Generator, index: int) -> dict[str, Any]:
         j = int(torch.multinomial(self.weights, 1, generator=rng))
