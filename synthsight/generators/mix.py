@@ -60,11 +60,10 @@ class Mix(Generator):
         sizes = [c.num_classes or 1 for c in self.children]
         self.shared_labels = bool(shared_labels)
         if self.shared_labels:
-            counts = {c.num_classes for c in self.children}
-            if len(counts) != 1 or None in counts:
-                raise ValueError(f"shared_labels needs families with categories, the same number each; got "
-                                 f"{[c.num_classes for c in self.children]} for {list(families)}. "
-                                 "Give each the same num_classes option, or drop shared_labels")
+            counts = [c.num_classes for c in self.children]
+            if len(set(counts)) != 1 or None in counts:
+                raise ValueError(f"shared_labels needs families with categories, the same number each; got {counts} "
+                                 f"for {list(families)}. Give each the same num_classes option, or drop shared_labels")
             self.offsets, self.num_classes = [0] * len(sizes), sizes[0]
         else:
             self.offsets = [sum(sizes[:j]) for j in range(len(sizes))]
