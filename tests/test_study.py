@@ -12,11 +12,12 @@ import pytest
 
 from synthsight.cli import main
 from synthsight.study.budget import budget_flag, calibrated_rate, log_seconds, schedule_overrides, steps_for_images
-from synthsight.study.results import collect_rows, markdown_table, per_class_from_table, summarize
+from synthsight.study.results import (collect_rows, markdown_paired, markdown_table, paired_rows, per_class_from_table,
+                                      summarize)
 from synthsight.study.runner import run_study
 from synthsight.study.spec import (Budget, StudyError, cell_key, expand, load_study, parse_study, select,
                                    split_names)
-from synthsight.study.stats import gap_closed, mean_ci
+from synthsight.study.stats import gap_closed, mean_ci, paired_difference
 from tests.conftest import TINY
 
 TINY_BASE = [o for o in TINY if not o.startswith(("trainer.steps", "trainer.warmup_steps", "trainer.checkpoint"))]
@@ -166,6 +167,44 @@ def test_mean_ci_and_gap_closed() -> None:
     assert gap_closed(0.80, 0.90, 0.70) == pytest.approx(0.5)
     assert gap_closed(0.95, 0.90, 0.70) == pytest.approx(1.25)
     assert gap_closed(0.80, 0.703, 0.70) is None  # real within noise of random: no ratio
+
+
+def test_paired_difference_pairs_seeds_not_positions() -> None:
+    # the reference ran seeds 0, 1, 2 and 5; the variation 2, 1, 0 (a resumed study wrote them in another order)
+    runs = {2: 0.86, 1: 0.85, 0: 0.84}
+    ref = {0: 0.83, 1: 0.845, 2: 0.85, 5: 0.10}
+    d = paired_difference(runs, ref)
+    assert d["per_seed"] == pytest.approx({0: 0.01, 1: 0.005, 2: 0.01}) and d["n_seeds"] == 3
+    assert d["mean"] == pytest.approx(0.025 / 3)
+    sd = ((2 * (0.01 - 0.025 / 3) ** 2 + (0.005 - 0.025 / 3) ** 2) / 2) ** 0.5
+    assert d["ci95"] == pytest.approx(4.302653 * sd / 3 ** 0.5, rel=1e-5)
+    assert (d["above"], d["below"], d["verdict"]) == (3, 0, "above")  # the interval excludes zero
+    down = paired_difference(ref, runs)
+    assert down["verdict"] == "below" and down["mean"] == pytest.approx(-d["mean"])
+    mixed = paired_difference({0: 0.85, 1: 0.80}, {0: 0.84, 1: 0.82})
+    assert (mixed["above"], mixed["below"], mixed["verdict"]) == (1, 1, "unresolved")
+    assert paired_difference({0: 0.9}, {0: 0.8})["verdict"] == "one seed"
+    assert paired_difference({0: 0.9}, {1: 0.8}) is None  # no seed in common
+
+
+def test_paired_rows_against_reference_and_baseline(tmp_path: Path) -> None:
+    spec = parse_study(study(tmp_path / "x.npz", seeds=[0, 1]))  # baseline: the first variation, dead leaves
+    common = {"eval_set": "tiny", "protocol": "knn", "status": "done", "budget_unit": "images", "budget": "64"}
+    rows = [{**common, "variation": v, "kind": k, "seed": seed, "top1": top1} for v, k, seed, top1 in [
+        ("dead leaves", "synthetic", 0, 0.80), ("dead leaves", "synthetic", 1, 0.70),
+        ("dead leaves", "real", 0, 0.82), ("dead leaves", "real", 1, 0.74),
+        ("spectrum", "synthetic", 0, 0.83), ("spectrum", "synthetic", 1, 0.74),
+        ("spectrum", "real", 0, 0.82), ("spectrum", "real", 1, 0.74)]]
+    paired = paired_rows(spec, rows)
+    got = {(r["variation"], r["against"]): r for r in paired}
+    assert set(got) == {("dead leaves", "reference"), ("spectrum", "reference"), ("spectrum", "baseline: dead leaves")}
+    assert got[("spectrum", "baseline: dead leaves")]["mean_diff"] == pytest.approx(0.035)
+    assert got[("spectrum", "baseline: dead leaves")]["per_seed"] == "0:+0.0300 1:+0.0400"
+    assert got[("dead leaves", "reference")]["mean_diff"] == pytest.approx(-0.03)
+    assert got[("dead leaves", "reference")]["seeds_below"] == 2
+    text = markdown_paired(paired)
+    assert "| spectrum | 64 images | tiny | knn | baseline: dead leaves | +3.50 ± " in text and "2 of 2" in text
+    assert markdown_paired([]) == ""
 
 
 def test_budget_helpers(tmp_path: Path) -> None:

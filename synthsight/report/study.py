@@ -1,8 +1,8 @@
 """A study's page and plots: accuracy against log budget per variation, per-variation bars, the tables.
 
 report.html (self-contained, like a run's report): the study's settings, the summary table (mean ± 95% interval
-over seeds, real-data reference, random init, G), the plots, every run with its budget check, the per-class
-effects against the baseline variation, the harness's timings and the study file.
+over seeds, real-data reference, random init, G), the paired differences by seed, the plots, every run with its
+budget check, the per-class effects against the baseline variation, the harness's timings and the study file.
 
 Example:
     >>> build_study_report(spec, plan, Path("runs/study-families"), rows, summary, per_class)
@@ -171,6 +171,18 @@ def _per_class_table(per_class: list[dict[str, Any]], baseline: str) -> str:
             + "</details>")
 
 
+def _paired_table(paired: list[dict[str, Any]]) -> str:
+    body = [[esc(r["variation"]), esc(f"{r['budget']} {r['budget_unit']}"), esc(r["eval_set"]), esc(r["protocol"]),
+             esc(r["against"]), f"{100 * r['mean_diff']:+.2f}" + ("" if r["ci95"] is None else
+                                                                f" ± {100 * r['ci95']:.2f}"),
+             esc(r["per_seed"]), f"{r['seeds_above']} of {r['n_seeds']}", esc(r["verdict"])] for r in paired]
+    return ("<p>Each variation minus its real-data reference and minus the baseline variation, seed by seed over the "
+            "seeds both ran, in points: mean ± 95% interval of the differences; above / below where the interval "
+            "excludes zero (paired.csv).</p>"
+            + table(["variation", "budget", "set", "protocol", "minus", "difference", "per seed", "seeds above",
+                     "verdict"], body, numeric_from=5))
+
+
 def _best_per_budget(summary: list[dict[str, Any]], fits: list[dict[str, Any]]) -> str:
     """Per set x protocol x budget: the variation with the highest mean top-1; then the fits a + b ln(budget)."""
     best: dict[tuple, dict[str, Any]] = {}
@@ -195,7 +207,7 @@ def _best_per_budget(summary: list[dict[str, Any]], fits: list[dict[str, Any]]) 
 
 def build_study_report(spec: Any, plan: Any, out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
                        per_class: list[dict[str, Any]], timings: Any = None,
-                       fits: list[dict[str, Any]] | None = None) -> Path:
+                       fits: list[dict[str, Any]] | None = None, paired: list[dict[str, Any]] | None = None) -> Path:
     """Write out/report.html (and accuracy_vs_budget.png, variations.png); returns the page's path."""
     import yaml
 
@@ -216,6 +228,8 @@ def build_study_report(spec: Any, plan: Any, out: Path, rows: list[dict[str, Any
     parts += [f"<p class='small'>Note: {esc(n)}</p>" for n in plan.notes]
     parts.append("<h2 id='summary'>Summary</h2>" + (_summary_table(summary) if summary else
                                                     "<p>No finished run yet.</p>"))
+    if paired:
+        parts.append("<h2 id='paired'>Paired by seed</h2>" + _paired_table(paired))
     if summary:
         parts.append("<h2 id='plots'>Plots</h2>")
         parts.append(_img(plot_budget_curves(summary, out / "accuracy_vs_budget.png"),

@@ -14,7 +14,8 @@ DESCRIPTION = (
     "images) budget, evaluated on the real sets, beside its real-data reference (the same recipe on the set's "
     "training images, labels unused) and random init, so the gap closed G = (synthetic - random) / (real - random) "
     "is computed inside the study. Writes results.csv, summary.csv, table.md (mean and 95% interval over seeds, "
-    "G), per_class.csv, plots and report.html into --out. Resumable: run the same command again after a kill; "
+    "G), paired.csv (each variation minus its reference and minus the baseline variation, seed by seed), "
+    "per_class.csv, plots and report.html into --out. Resumable: run the same command again after a kill; "
     "finished cells are reused when their config hash matches. Study files: configs/studies/*.yaml "
     "(format in synthsight/study/spec.py and docs/TRANSFER.md).")
 

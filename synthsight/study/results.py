@@ -12,6 +12,9 @@ rebuilt at any time, also while a study runs or after it was killed.
     per_class.csv  per variation x budget x set x protocol x class: mean top-1 over seeds, minus random init's,
                    minus the real-data reference's (which classes the formula images do not teach), minus the
                    baseline variation's (the per-class effect of what the variation changed), all at the same seeds
+    paired.csv     per variation x budget x set x protocol, minus its real-data reference and minus the baseline
+                   variation, seed by seed: mean difference, 95% interval, per-seed differences, seeds above and below
+                   zero, verdict (above / below where the interval excludes zero, else unresolved)
     fits.csv       per variation x set x protocol with 2+ budgets: least-squares top-1 = a + b ln(budget) over the
                    seed means (the scaling question: which variation is best at which budget)
 """
@@ -27,11 +30,13 @@ from typing import Any
 
 from synthsight.checkpoint import write_text_atomic
 from synthsight.study.spec import Budget, Plan, StudySpec, slug
-from synthsight.study.stats import gap_closed, mean_ci
+from synthsight.study.stats import gap_closed, mean_ci, paired_difference
 
 RESULT_FIELDS = ["study", "variation", "kind", "pretrained_on", "eval_set", "protocol", "seed", "budget_unit",
                  "budget", "top1", "steps", "images_seen", "train_seconds", "budget_seconds", "budget_ratio",
                  "budget_flag", "resumed", "eval_seconds", "status", "error", "run_key", "run_dir"]
+PAIRED_FIELDS = ["variation", "budget_unit", "budget", "eval_set", "protocol", "against", "n_seeds", "mean_diff",
+                 "ci95", "per_seed", "seeds_above", "seeds_below", "verdict"]
 SUMMARY_FIELDS = ["variation", "budget_unit", "budget", "eval_set", "protocol", "n_seeds", "synthetic_mean",
                   "synthetic_ci95", "real_mean", "real_ci95", "random_mean", "gap_closed", "gap_closed_per_seed",
                   "train_seconds_mean", "images_seen_mean", "flagged_runs", "failed_runs"]
@@ -130,6 +135,49 @@ def summarize(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any
                         "failed_runs": len({r["seed"] for r in runs if r["status"] == "failed"}),
                     })
     return out
+
+
+def paired_rows(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """paired.csv rows (see the module doc): every variation minus its reference and minus the baseline variation
+    (not the baseline against itself), seed by seed over the seeds both ran."""
+    out = []
+    for v in spec.variations:
+        for b in spec.budgets:
+            unit, value = _budget_cells(b)
+            for s in spec.sets:
+                for p in spec.protocols:
+                    key = dict(eval_set=s.name, protocol=p, budget_unit=unit, budget=value)
+                    syn = _values(rows, kind="synthetic", variation=v.name, **key)
+                    against = {"reference": _values(rows, kind="real", variation=v.name, **key)}
+                    if v.name != spec.baseline:
+                        against[f"baseline: {spec.baseline}"] = _values(rows, kind="synthetic",
+                                                                        variation=spec.baseline, **key)
+                    for name, values in against.items():
+                        d = paired_difference(syn, values)
+                        if d is None:
+                            continue
+                        out.append({"variation": v.name, "budget_unit": unit, "budget": value, "eval_set": s.name,
+                                    "protocol": p, "against": name, "n_seeds": d["n_seeds"], "mean_diff": d["mean"],
+                                    "ci95": d["ci95"], "seeds_above": d["above"], "seeds_below": d["below"],
+                                    "per_seed": " ".join(f"{k}:{x:+.4f}" for k, x in d["per_seed"].items()),
+                                    "verdict": d["verdict"]})
+    return out
+
+
+def markdown_paired(paired: list[dict[str, Any]]) -> str:
+    """The paired differences as Markdown (points of top-1), one row per variation x budget x set x protocol x
+    against; empty without any."""
+    if not paired:
+        return ""
+    lines = ["Paired by seed (variation minus reference or baseline, the same seeds; points of top-1, mean ± 95% "
+             "interval):", "", "| variation | budget | set | protocol | minus | difference | seeds above | verdict |",
+             "|" + "---|" * 8]
+    for r in paired:
+        diff = f"{100 * r['mean_diff']:+.2f}" + ("" if r["ci95"] is None else f" ± {100 * r['ci95']:.2f}")
+        unit = {"minutes": " min", "images": " images", "": ""}[r["budget_unit"]]
+        lines.append(f"| {r['variation']} | {r['budget']}{unit} | {r['eval_set']} | {r['protocol']} | {r['against']} "
+                     f"| {diff} | {r['seeds_above']} of {r['n_seeds']} | {r['verdict']} |")
+    return "\n".join(lines)
 
 
 def fit_log_budget(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -235,13 +283,18 @@ def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
 
 
 def write_results(spec: StudySpec, plan: Plan, out: Path, report: bool = True, timings: Any = None) -> Path:
-    """Write results.csv, summary.csv, table.md, per_class.csv (and with `report`, the plots and report.html)."""
+    """Write results.csv, summary.csv, paired.csv, table.md, per_class.csv, fits.csv (and with `report`, the plots and
+    report.html)."""
     rows = collect_rows(spec, plan, out)
     summary = summarize(spec, rows)
     write_text_atomic(out / "results.csv", _csv(rows, RESULT_FIELDS))
     write_text_atomic(out / "summary.csv", _csv(summary, SUMMARY_FIELDS))
+    paired = paired_rows(spec, rows)
+    write_text_atomic(out / "paired.csv", _csv(paired, PAIRED_FIELDS))
     notes = "".join(f"\nNote: {n}" for n in plan.notes)
-    write_text_atomic(out / "table.md", markdown_table(summary) + "\n" + notes + ("\n" if notes else ""))
+    extra = markdown_paired(paired)
+    write_text_atomic(out / "table.md", markdown_table(summary) + "\n" + ("\n" + extra + "\n" if extra else "")
+                      + notes + ("\n" if notes else ""))
     per_class = per_class_rows(spec, plan, out)
     fields = ["variation", "budget", "eval_set", "protocol", "class_index", "class", "n_seeds", "top1",
               "minus_random", "minus_reference", "baseline", "minus_baseline"]
@@ -252,5 +305,5 @@ def write_results(spec: StudySpec, plan: Plan, out: Path, report: bool = True, t
     if report:
         from synthsight.report.study import build_study_report
 
-        return build_study_report(spec, plan, out, rows, summary, per_class, timings, fits)
+        return build_study_report(spec, plan, out, rows, summary, per_class, timings, fits, paired)
     return out / "results.csv"
