@@ -160,23 +160,24 @@ def paired_rows(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, A
                                     "protocol": p, "against": name, "n_seeds": d["n_seeds"], "mean_diff": d["mean"],
                                     "ci95": d["ci95"], "seeds_above": d["above"], "seeds_below": d["below"],
                                     "per_seed": " ".join(f"{k}:{x:+.4f}" for k, x in d["per_seed"].items()),
+                                    "per_seed_points": " / ".join(f"{100 * x:+.2f}" for x in d["per_seed"].values()),
                                     "verdict": d["verdict"]})
     return out
 
 
 def markdown_paired(paired: list[dict[str, Any]]) -> str:
-    """The paired differences as Markdown (points of top-1), one row per variation x budget x set x protocol x
-    against; empty without any."""
+    """The paired differences as Markdown (points of top-1; per seed in the seeds' order), one row per variation x
+    budget x set x protocol x against; empty without any."""
     if not paired:
         return ""
     lines = ["Paired by seed (variation minus reference or baseline, the same seeds; points of top-1, mean ± 95% "
-             "interval):", "", "| variation | budget | set | protocol | minus | difference | seeds above | verdict |",
-             "|" + "---|" * 8]
+             "interval):", "", "| variation | budget | set | protocol | minus | difference | per seed | seeds above | verdict |",
+             "|" + "---|" * 9]
     for r in paired:
         diff = f"{100 * r['mean_diff']:+.2f}" + ("" if r["ci95"] is None else f" ± {100 * r['ci95']:.2f}")
         unit = {"minutes": " min", "images": " images", "": ""}[r["budget_unit"]]
         lines.append(f"| {r['variation']} | {r['budget']}{unit} | {r['eval_set']} | {r['protocol']} | {r['against']} "
-                     f"| {diff} | {r['seeds_above']} of {r['n_seeds']} | {r['verdict']} |")
+                     f"| {diff} | {r['per_seed_points']} | {r['seeds_above']} of {r['n_seeds']} | {r['verdict']} |")
     return "\n".join(lines)
 
 
