@@ -327,9 +327,14 @@ def test_tiny_study_end_to_end_then_reuse_then_change(real_set: Path, tmp_path: 
     summary = _csv(out / "summary.csv")
     assert [r["variation"] for r in summary] == ["dead leaves", "spectrum"]
     for name in ("table.md", "per_class.csv", "report.html", "accuracy_vs_budget.png", "variations.png",
-                 "timings.json", "plan.json", "study.yaml"):
+                 "timings.json", "plan.json", "study.yaml", "paired.csv"):
         assert (out / name).is_file(), name
     assert "G per seed" in (out / "report.html").read_text() and "- reference" in (out / "report.html").read_text()
+    paired = _csv(out / "paired.csv")  # one seed: a difference each, nothing to resolve
+    assert {(r["variation"], r["against"], r["verdict"]) for r in paired} == {
+        ("dead leaves", "reference", "one seed"), ("spectrum", "reference", "one seed"),
+        ("spectrum", "baseline: dead leaves", "one seed")}
+    assert "Paired by seed" in (out / "report.html").read_text() and "Paired by seed" in (out / "table.md").read_text()
     per_class = _csv(out / "per_class.csv")
     assert len(per_class) == 2 * 3  # synthetic variations x classes
     assert all(r["minus_reference"] != "" for r in per_class)  # each variation's reference, class by class
