@@ -26,7 +26,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from synthsight.checkpoint import write_text_atomic
 from synthsight.study.spec import Budget, Plan, StudySpec, slug
@@ -95,45 +95,49 @@ def _same_seeds(baseline: dict[int, float], runs: dict[int, float]) -> dict[int,
     return {k: v for k, v in baseline.items() if k in runs} if runs else baseline
 
 
-def summarize(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """summary.csv rows (see the module doc); G from the means over the seeds where all three exist, and per seed."""
-    out = []
+def _groups(spec: StudySpec) -> Iterator[tuple[Any, str, str, Any, str]]:
+    """(variation, budget unit, budget value, set, protocol) for every row of the summary, in the table's order."""
     for v in spec.variations:
         for b in spec.budgets:
             unit, value = _budget_cells(b)
             for s in spec.sets:
                 for p in spec.protocols:
-                    key = dict(variation=v.name, eval_set=s.name, protocol=p)
-                    syn = _values(rows, kind="synthetic", budget_unit=unit, budget=value, **key)
-                    real = _values(rows, kind="real", budget_unit=unit, budget=value, **key)
-                    rnd = _values(rows, kind="random", **key)
-                    runs = [r for r in rows if r["kind"] == "synthetic" and r["budget"] == value
-                            and all(r[k] == x for k, x in key.items())]
-                    if not syn and not runs:
-                        continue
-                    s_mean, s_ci = mean_ci(list(syn.values())) if syn else (None, None)
-                    # the baselines over the synthetic runs' seeds (a resumed study may have baselines of seeds whose
-                    # runs are still to come); G from the means over the seeds where all three exist
-                    real, rnd = _same_seeds(real, syn), _same_seeds(rnd, syn)
-                    r_mean, r_ci = mean_ci(list(real.values())) if real else (None, None)
-                    rnd_mean = mean_ci(list(rnd.values()))[0] if rnd else None
-                    common = [k for k in syn if k in real and k in rnd]
-                    gap = gap_closed(*(sum(d[k] for k in common) / len(common) for d in (syn, real, rnd))) if (
-                        common) else None
-                    per_seed = [gap_closed(syn[k], real[k], rnd[k]) for k in sorted(common)]
-                    seconds = [float(r["train_seconds"]) for r in runs if r["train_seconds"] != ""]
-                    images = [float(r["images_seen"]) for r in runs if r["images_seen"] != ""]
-                    out.append({
-                        "variation": v.name, "budget_unit": unit, "budget": value, "eval_set": s.name, "protocol": p,
-                        "n_seeds": len(syn), "synthetic_mean": s_mean, "synthetic_ci95": s_ci, "real_mean": r_mean,
-                        "real_ci95": r_ci, "random_mean": rnd_mean, "gap_closed": gap,
-                        "gap_closed_per_seed": " ".join("n/a" if g is None else f"{g:.3f}" for g in per_seed),
-                        "train_seconds_mean": sum(seconds) / len(seconds) if seconds else None,
-                        "images_seen_mean": sum(images) / len(images) if images else None,
-                        "flagged_runs": len({(r["seed"], r["run_key"]) for r in runs
-                                             if r["budget_flag"] in ("over", "under")}),
-                        "failed_runs": len({r["seed"] for r in runs if r["status"] == "failed"}),
-                    })
+                    yield v, unit, value, s, p
+
+
+def summarize(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """summary.csv rows (see the module doc); G from the means over the seeds where all three exist, and per seed."""
+    out = []
+    for v, unit, value, s, p in _groups(spec):
+        key = dict(variation=v.name, eval_set=s.name, protocol=p)
+        syn = _values(rows, kind="synthetic", budget_unit=unit, budget=value, **key)
+        real = _values(rows, kind="real", budget_unit=unit, budget=value, **key)
+        rnd = _values(rows, kind="random", **key)
+        runs = [r for r in rows if r["kind"] == "synthetic" and r["budget"] == value
+                and all(r[k] == x for k, x in key.items())]
+        if not syn and not runs:
+            continue
+        s_mean, s_ci = mean_ci(list(syn.values())) if syn else (None, None)
+        # the baselines over the synthetic runs' seeds (a resumed study may have baselines of seeds whose
+        # runs are still to come); G from the means over the seeds where all three exist
+        real, rnd = _same_seeds(real, syn), _same_seeds(rnd, syn)
+        r_mean, r_ci = mean_ci(list(real.values())) if real else (None, None)
+        rnd_mean = mean_ci(list(rnd.values()))[0] if rnd else None
+        common = [k for k in syn if k in real and k in rnd]
+        gap = gap_closed(*(sum(d[k] for k in common) / len(common) for d in (syn, real, rnd))) if common else None
+        per_seed = [gap_closed(syn[k], real[k], rnd[k]) for k in sorted(common)]
+        seconds = [float(r["train_seconds"]) for r in runs if r["train_seconds"] != ""]
+        images = [float(r["images_seen"]) for r in runs if r["images_seen"] != ""]
+        out.append({
+            "variation": v.name, "budget_unit": unit, "budget": value, "eval_set": s.name, "protocol": p,
+            "n_seeds": len(syn), "synthetic_mean": s_mean, "synthetic_ci95": s_ci, "real_mean": r_mean,
+            "real_ci95": r_ci, "random_mean": rnd_mean, "gap_closed": gap,
+            "gap_closed_per_seed": " ".join("n/a" if g is None else f"{g:.3f}" for g in per_seed),
+            "train_seconds_mean": sum(seconds) / len(seconds) if seconds else None,
+            "images_seen_mean": sum(images) / len(images) if images else None,
+            "flagged_runs": len({(r["seed"], r["run_key"]) for r in runs if r["budget_flag"] in ("over", "under")}),
+            "failed_runs": len({r["seed"] for r in runs if r["status"] == "failed"}),
+        })
     return out
 
 
@@ -141,27 +145,22 @@ def paired_rows(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, A
     """paired.csv rows (see the module doc): every variation minus its reference and minus the baseline variation
     (not the baseline against itself), seed by seed over the seeds both ran."""
     out = []
-    for v in spec.variations:
-        for b in spec.budgets:
-            unit, value = _budget_cells(b)
-            for s in spec.sets:
-                for p in spec.protocols:
-                    key = dict(eval_set=s.name, protocol=p, budget_unit=unit, budget=value)
-                    syn = _values(rows, kind="synthetic", variation=v.name, **key)
-                    against = {"reference": _values(rows, kind="real", variation=v.name, **key)}
-                    if v.name != spec.baseline:
-                        against[f"baseline: {spec.baseline}"] = _values(rows, kind="synthetic",
-                                                                        variation=spec.baseline, **key)
-                    for name, values in against.items():
-                        d = paired_difference(syn, values)
-                        if d is None:
-                            continue
-                        out.append({"variation": v.name, "budget_unit": unit, "budget": value, "eval_set": s.name,
-                                    "protocol": p, "against": name, "n_seeds": d["n_seeds"], "mean_diff": d["mean"],
-                                    "ci95": d["ci95"], "seeds_above": d["above"], "seeds_below": d["below"],
-                                    "per_seed": " ".join(f"{k}:{x:+.4f}" for k, x in d["per_seed"].items()),
-                                    "per_seed_points": " / ".join(f"{100 * x:+.2f}" for x in d["per_seed"].values()),
-                                    "verdict": d["verdict"]})
+    for v, unit, value, s, p in _groups(spec):
+        key = dict(eval_set=s.name, protocol=p, budget_unit=unit, budget=value)
+        syn = _values(rows, kind="synthetic", variation=v.name, **key)
+        against = {"reference": _values(rows, kind="real", variation=v.name, **key)}
+        if v.name != spec.baseline:
+            against[f"baseline: {spec.baseline}"] = _values(rows, kind="synthetic", variation=spec.baseline, **key)
+        for name, values in against.items():
+            d = paired_difference(syn, values)
+            if d is None:
+                continue
+            out.append({"variation": v.name, "budget_unit": unit, "budget": value, "eval_set": s.name,
+                        "protocol": p, "against": name, "n_seeds": d["n_seeds"], "mean_diff": d["mean"],
+                        "ci95": d["ci95"], "seeds_above": d["above"], "seeds_below": d["below"],
+                        "per_seed": " ".join(f"{k}:{x:+.4f}" for k, x in d["per_seed"].items()),
+                        "per_seed_points": " / ".join(f"{100 * x:+.2f}" for x in d["per_seed"].values()),
+                        "verdict": d["verdict"]})
     return out
 
 
@@ -171,7 +170,8 @@ def markdown_paired(paired: list[dict[str, Any]]) -> str:
     if not paired:
         return ""
     lines = ["Paired by seed (variation minus reference or baseline, the same seeds; points of top-1, mean ± 95% "
-             "interval):", "", "| variation | budget | set | protocol | minus | difference | per seed | seeds above | verdict |",
+             "interval):", "",
+             "| variation | budget | set | protocol | minus | difference | per seed | seeds above | verdict |",
              "|" + "---|" * 9]
     for r in paired:
         diff = f"{100 * r['mean_diff']:+.2f}" + ("" if r["ci95"] is None else f" ± {100 * r['ci95']:.2f}")
