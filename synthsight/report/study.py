@@ -173,9 +173,8 @@ def _per_class_table(per_class: list[dict[str, Any]], baseline: str) -> str:
 
 def _paired_table(paired: list[dict[str, Any]]) -> str:
     body = [[esc(r["variation"]), esc(f"{r['budget']} {r['budget_unit']}"), esc(r["eval_set"]), esc(r["protocol"]),
-             esc(r["against"]), f"{100 * r['mean_diff']:+.2f}" + ("" if r["ci95"] is None else
-                                                                f" ± {100 * r['ci95']:.2f}"),
-             esc(r["per_seed_points"]), f"{r['seeds_above']} of {r['n_seeds']}", esc(r["verdict"])] for r in paired]
+             esc(r["against"]), esc(r["difference_points"]), esc(r["per_seed_points"]),
+             f"{r['seeds_above']} of {r['n_seeds']}", esc(r["verdict"])] for r in paired]
     return ("<p>Each variation minus its real-data reference and minus the baseline variation, seed by seed over the "
             "seeds both ran, in points: mean ± 95% interval of the differences; above / below where the interval "
             "excludes zero (paired.csv).</p>"

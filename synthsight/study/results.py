@@ -159,9 +159,16 @@ def paired_rows(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, A
                         "protocol": p, "against": name, "n_seeds": d["n_seeds"], "mean_diff": d["mean"],
                         "ci95": d["ci95"], "seeds_above": d["above"], "seeds_below": d["below"],
                         "per_seed": " ".join(f"{k}:{x:+.4f}" for k, x in d["per_seed"].items()),
+                        "difference_points": f"{100 * d['mean']:+.2f}" + (
+                            "" if d["ci95"] is None else f" ± {100 * d['ci95']:.2f}"),
                         "per_seed_points": " / ".join(f"{100 * x:+.2f}" for x in d["per_seed"].values()),
                         "verdict": d["verdict"]})
     return out
+
+
+def _budget_label(row: dict[str, Any]) -> str:
+    """A summary or paired row's budget as the tables print it: "30 min", "332800 images", "" for random init."""
+    return row["budget"] + {"minutes": " min", "images": " images", "": ""}[row["budget_unit"]]
 
 
 def markdown_paired(paired: list[dict[str, Any]]) -> str:
@@ -174,10 +181,9 @@ def markdown_paired(paired: list[dict[str, Any]]) -> str:
              "| variation | budget | set | protocol | minus | difference | per seed | seeds above | verdict |",
              "|" + "---|" * 9]
     for r in paired:
-        diff = f"{100 * r['mean_diff']:+.2f}" + ("" if r["ci95"] is None else f" ± {100 * r['ci95']:.2f}")
-        unit = {"minutes": " min", "images": " images", "": ""}[r["budget_unit"]]
-        lines.append(f"| {r['variation']} | {r['budget']}{unit} | {r['eval_set']} | {r['protocol']} | {r['against']} "
-                     f"| {diff} | {r['per_seed_points']} | {r['seeds_above']} of {r['n_seeds']} | {r['verdict']} |")
+        lines.append(f"| {r['variation']} | {_budget_label(r)} | {r['eval_set']} | {r['protocol']} | {r['against']} "
+                     f"| {r['difference_points']} | {r['per_seed_points']} | {r['seeds_above']} of {r['n_seeds']} "
+                     f"| {r['verdict']} |")
     return "\n".join(lines)
 
 
@@ -216,9 +222,8 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
         g = "n/a" if r["gap_closed"] is None else f"{r['gap_closed']:.2f}"
         secs = "" if r["train_seconds_mean"] is None else f"{r['train_seconds_mean']:.0f}"
         images = "" if r["images_seen_mean"] is None else f"{r['images_seen_mean']:.0f}"
-        unit = {"minutes": " min", "images": " images", "": ""}[r["budget_unit"]]
         flagged = f"{r['flagged_runs']}" + (f" ({r['failed_runs']} failed)" if r["failed_runs"] else "")
-        lines.append(f"| {r['variation']} | {r['budget']}{unit} | {r['eval_set']} | {r['protocol']} | {r['n_seeds']} "
+        lines.append(f"| {r['variation']} | {_budget_label(r)} | {r['eval_set']} | {r['protocol']} | {r['n_seeds']} "
                      f"| {_pct(r['synthetic_mean'], r['synthetic_ci95'])} | {_pct(r['real_mean'], r['real_ci95'])} "
                      f"| {_pct(r['random_mean'])} | {g} | {secs} | {images} | {flagged} |")
     if any(r["gap_closed"] is None and r["real_mean"] is not None and r["random_mean"] is not None for r in summary):
