@@ -16,7 +16,7 @@ from typing import Any
 
 from synthsight.report.html import STYLE, _img
 from synthsight.report.plots import plt
-from synthsight.report.tables import esc, table
+from synthsight.report.tables import esc, percent, table
 
 PROTOCOL_NAMES = {"knn": "k-NN", "linear": "linear probe", "kmeans": "k-means", "fewshot": "few-shot",
                   "finetune": "fine-tune"}
@@ -114,18 +114,13 @@ def plot_variation_bars(summary: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _pct(x: Any, ci: Any = None) -> str:
-    if x is None or x == "":
-        return "n/a"
-    return f"{100 * float(x):.2f}" + (f" ± {100 * float(ci):.2f}" if ci not in (None, "") else "")
-
-
 def _summary_table(summary: list[dict[str, Any]]) -> str:
     head = ["variation", "budget", "set", "protocol", "seeds", "synthetic (%)", "real-data reference (%)",
             "random init (%)", "G", "G per seed", "train s", "images", "flagged runs"]
     rows = [[esc(r["variation"]), esc(f"{r['budget']} {r['budget_unit']}"), esc(r["eval_set"]), esc(r["protocol"]),
-             esc(r["n_seeds"]), _pct(r["synthetic_mean"], r["synthetic_ci95"]), _pct(r["real_mean"], r["real_ci95"]),
-             _pct(r["random_mean"]), "n/a" if r["gap_closed"] is None else f"{r['gap_closed']:.2f}",
+             esc(r["n_seeds"]), percent(r["synthetic_mean"], r["synthetic_ci95"]),
+             percent(r["real_mean"], r["real_ci95"]), percent(r["random_mean"]),
+             "n/a" if r["gap_closed"] is None else f"{r['gap_closed']:.2f}",
              esc(r["gap_closed_per_seed"] or "n/a"),
              "" if r["train_seconds_mean"] is None else f"{r['train_seconds_mean']:.0f}",
              "" if r["images_seen_mean"] is None else f"{r['images_seen_mean']:.0f}",
@@ -160,7 +155,7 @@ def _per_class_table(per_class: list[dict[str, Any]], baseline: str) -> str:
         return "n/a" if x is None else f"{100 * x:+.2f}"
 
     body = [[esc(r["variation"]), esc(r["budget"]), esc(r["eval_set"]), esc(r["protocol"]), esc(r["class"]),
-             _pct(r["top1"]), delta(r["minus_baseline"] if r["variation"] != baseline else None),
+             percent(r["top1"]), delta(r["minus_baseline"] if r["variation"] != baseline else None),
              delta(r["minus_reference"]), delta(r["minus_random"])] for r in rows]
     return (f"<p>Per-class top-1 (mean over seeds) and its difference from the baseline variation "
             f"<b>{esc(baseline)}</b>, from the real-data reference and from random init, in points "
@@ -192,7 +187,7 @@ def _best_per_budget(summary: list[dict[str, Any]], fits: list[dict[str, Any]]) 
     if len({k[2] for k in best}) < 2 and not fits:
         return ""
     body = [[esc(s), esc(p), esc(f"{b:g} {r['budget_unit']}"), esc(r["variation"]),
-             _pct(r["synthetic_mean"], r["synthetic_ci95"])] for (s, p, b), r in sorted(best.items())]
+             percent(r["synthetic_mean"], r["synthetic_ci95"])] for (s, p, b), r in sorted(best.items())]
     html = ("<p>The best variation at each budget (highest mean top-1; overlapping intervals mean no clear "
             "winner).</p>" + table(["set", "protocol", "budget", "best variation", "top-1 (%)"], body, numeric_from=4))
     if fits:

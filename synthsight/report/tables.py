@@ -46,8 +46,11 @@ def protocols_of(metrics: dict[str, Any]) -> list[str]:
     return list(seen)
 
 
-def percent(x: Any) -> str:
-    return MISSING if x is None else f"{100 * float(x):.2f}"
+def percent(x: Any, ci: Any = None) -> str:
+    """A fraction as a percentage with two decimals, `± ci` when given; None or "" (a CSV's empty cell) is n/a."""
+    if x is None or x == "":
+        return MISSING
+    return f"{100 * float(x):.2f}" + (f" ± {100 * float(ci):.2f}" if ci not in (None, "") else "")
 
 
 def headline_table(metrics: dict[str, Any]) -> str:
@@ -104,7 +107,7 @@ def metric_cell(metrics: dict[str, Any], key: str) -> str:
     if not key.startswith("top1"):
         return f"{float(value):.3f}"
     std = metrics.get(f"{key}_std")
-    return percent(value) + (f" ± {100 * float(std):.2f}" if std is not None else "")
+    return percent(value, std)
 
 
 def setting_cell(value: Any) -> str:

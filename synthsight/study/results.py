@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from synthsight.checkpoint import write_text_atomic
+from synthsight.report.tables import percent
 from synthsight.study.spec import Budget, Plan, StudySpec, slug
 from synthsight.study.stats import gap_closed, mean_ci, paired_difference
 
@@ -207,12 +208,6 @@ def fit_log_budget(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _pct(x: float | None, ci: float | None = None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{100 * x:.2f}" + (f" ± {100 * ci:.2f}" if ci is not None else "")
-
-
 def markdown_table(summary: list[dict[str, Any]]) -> str:
     """table.md: top-1 in %, mean ± 95% interval half-width over seeds; G; mean training seconds and images."""
     head = ("| variation | budget | set | protocol | seeds | synthetic | real-data reference | random init | G "
@@ -224,8 +219,9 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
         images = "" if r["images_seen_mean"] is None else f"{r['images_seen_mean']:.0f}"
         flagged = f"{r['flagged_runs']}" + (f" ({r['failed_runs']} failed)" if r["failed_runs"] else "")
         lines.append(f"| {r['variation']} | {_budget_label(r)} | {r['eval_set']} | {r['protocol']} | {r['n_seeds']} "
-                     f"| {_pct(r['synthetic_mean'], r['synthetic_ci95'])} | {_pct(r['real_mean'], r['real_ci95'])} "
-                     f"| {_pct(r['random_mean'])} | {g} | {secs} | {images} | {flagged} |")
+                     f"| {percent(r['synthetic_mean'], r['synthetic_ci95'])} "
+                     f"| {percent(r['real_mean'], r['real_ci95'])} | {percent(r['random_mean'])} "
+                     f"| {g} | {secs} | {images} | {flagged} |")
     if any(r["gap_closed"] is None and r["real_mean"] is not None and r["random_mean"] is not None for r in summary):
         lines += ["", "G n/a beside a reference: pretraining on the real images beat random init by half a point or "
                       "less, so the ratio would be noise (stats.gap_closed); compare the accuracies instead."]
