@@ -268,6 +268,26 @@ def test_table_says_why_g_is_na_beside_a_reference_that_did_not_beat_random_init
     assert "half a point" not in table(0.85)  # G = 0: a number, no note
 
 
+def test_every_study_table_prints_a_budget_the_same_way(tmp_path: Path) -> None:
+    from synthsight.report.study import _paired_table, _summary_table
+    from synthsight.report.tables import budget_label
+
+    assert budget_label({"budget": "30", "budget_unit": "minutes"}) == "30 min"
+    assert budget_label({"budget": 0.5, "budget_unit": "minutes"}) == "0.5 min"
+    assert budget_label({"budget": "332800", "budget_unit": "images"}) == "332800 images"
+    assert budget_label({"budget": "", "budget_unit": ""}) == ""  # random init has no budget
+    spec = parse_study(study(tmp_path / "x.npz", budget={"minutes": 30}, seeds=[0, 1]))
+    rows = []
+    for seed, (syn, real) in enumerate([(0.80, 0.90), (0.84, 0.90)]):
+        common = {"variation": "dead leaves", "eval_set": "tiny", "protocol": "knn", "seed": seed, "status": "done",
+                  "train_seconds": 1800.0, "images_seen": 64, "budget_flag": "ok", "run_key": f"k{seed}",
+                  "budget_unit": "minutes", "budget": "30"}
+        rows += [{**common, "kind": "synthetic", "top1": syn}, {**common, "kind": "real", "top1": real}]
+    summary, paired = summarize(spec, rows), paired_rows(spec, rows)
+    for text in (markdown_table(summary), markdown_paired(paired), _summary_table(summary), _paired_table(paired)):
+        assert "30 min" in text and "30 minutes" not in text, text
+
+
 def test_per_class_deltas_take_the_baselines_at_the_variations_seeds() -> None:
     # two classes; the variation, its real-data reference and the baseline ran seeds 0 and 1, random init also seed 2
     # (a resumed study), the baseline also seed 3, the reference seed 4: every delta compares the same seeds

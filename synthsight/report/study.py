@@ -16,7 +16,7 @@ from typing import Any
 
 from synthsight.report.html import STYLE, _img
 from synthsight.report.plots import plt
-from synthsight.report.tables import esc, percent, table
+from synthsight.report.tables import budget_label, esc, percent, table
 
 PROTOCOL_NAMES = {"knn": "k-NN", "linear": "linear probe", "kmeans": "k-means", "fewshot": "few-shot",
                   "finetune": "fine-tune"}
@@ -117,7 +117,7 @@ def plot_variation_bars(summary: list[dict[str, Any]], path: Path) -> Path:
 def _summary_table(summary: list[dict[str, Any]]) -> str:
     head = ["variation", "budget", "set", "protocol", "seeds", "synthetic (%)", "real-data reference (%)",
             "random init (%)", "G", "G per seed", "train s", "images", "flagged runs"]
-    rows = [[esc(r["variation"]), esc(f"{r['budget']} {r['budget_unit']}"), esc(r["eval_set"]), esc(r["protocol"]),
+    rows = [[esc(r["variation"]), esc(budget_label(r)), esc(r["eval_set"]), esc(r["protocol"]),
              esc(r["n_seeds"]), percent(r["synthetic_mean"], r["synthetic_ci95"]),
              percent(r["real_mean"], r["real_ci95"]), percent(r["random_mean"]),
              "n/a" if r["gap_closed"] is None else f"{r['gap_closed']:.2f}",
@@ -137,7 +137,7 @@ def _runs_table(rows: list[dict[str, Any]]) -> str:
         seen.add(r["run_key"])
         flag = r["budget_flag"]
         mark = f"<b>{esc(flag)}</b>" if flag in ("over", "under") else esc(flag)
-        body.append([esc(r["variation"]), esc(r["kind"]), esc(r["seed"]), esc(f"{r['budget']} {r['budget_unit']}"),
+        body.append([esc(r["variation"]), esc(r["kind"]), esc(r["seed"]), esc(budget_label(r)),
                      esc(r["steps"]), esc(r["images_seen"]), esc(r["train_seconds"]), esc(r["budget_seconds"]),
                      esc(r["budget_ratio"]), mark, esc(r["status"] + (": " + r["error"] if r["error"] else "")),
                      f"<code>{esc(r['run_dir'])}</code>"])
@@ -167,7 +167,7 @@ def _per_class_table(per_class: list[dict[str, Any]], baseline: str) -> str:
 
 
 def _paired_table(paired: list[dict[str, Any]]) -> str:
-    body = [[esc(r["variation"]), esc(f"{r['budget']} {r['budget_unit']}"), esc(r["eval_set"]), esc(r["protocol"]),
+    body = [[esc(r["variation"]), esc(budget_label(r)), esc(r["eval_set"]), esc(r["protocol"]),
              esc(r["against"]), esc(r["difference_points"]), esc(r["per_seed_points"]),
              f"{r['seeds_above']} of {r['n_seeds']}", esc(r["verdict"])] for r in paired]
     return ("<p>Each variation minus its real-data reference and minus the baseline variation, seed by seed over the "
@@ -186,8 +186,8 @@ def _best_per_budget(summary: list[dict[str, Any]], fits: list[dict[str, Any]]) 
             best[key] = r
     if len({k[2] for k in best}) < 2 and not fits:
         return ""
-    body = [[esc(s), esc(p), esc(f"{b:g} {r['budget_unit']}"), esc(r["variation"]),
-             percent(r["synthetic_mean"], r["synthetic_ci95"])] for (s, p, b), r in sorted(best.items())]
+    body = [[esc(s), esc(p), esc(budget_label(r)), esc(r["variation"]),
+             percent(r["synthetic_mean"], r["synthetic_ci95"])] for (s, p, _), r in sorted(best.items())]
     html = ("<p>The best variation at each budget (highest mean top-1; overlapping intervals mean no clear "
             "winner).</p>" + table(["set", "protocol", "budget", "best variation", "top-1 (%)"], body, numeric_from=4))
     if fits:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from synthsight.checkpoint import write_text_atomic
-from synthsight.report.tables import percent
+from synthsight.report.tables import budget_label, percent
 from synthsight.study.spec import Budget, Plan, StudySpec, slug
 from synthsight.study.stats import gap_closed, mean_ci, paired_difference
 
@@ -167,11 +167,6 @@ def paired_rows(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, A
     return out
 
 
-def _budget_label(row: dict[str, Any]) -> str:
-    """A summary or paired row's budget as the tables print it: "30 min", "332800 images", "" for random init."""
-    return row["budget"] + {"minutes": " min", "images": " images", "": ""}[row["budget_unit"]]
-
-
 def markdown_paired(paired: list[dict[str, Any]]) -> str:
     """The paired differences as Markdown (points of top-1; per seed in the seeds' order), one row per variation x
     budget x set x protocol x against; empty without any."""
@@ -182,7 +177,7 @@ def markdown_paired(paired: list[dict[str, Any]]) -> str:
              "| variation | budget | set | protocol | minus | difference | per seed | seeds above | verdict |",
              "|" + "---|" * 9]
     for r in paired:
-        lines.append(f"| {r['variation']} | {_budget_label(r)} | {r['eval_set']} | {r['protocol']} | {r['against']} "
+        lines.append(f"| {r['variation']} | {budget_label(r)} | {r['eval_set']} | {r['protocol']} | {r['against']} "
                      f"| {r['difference_points']} | {r['per_seed_points']} | {r['seeds_above']} of {r['n_seeds']} "
                      f"| {r['verdict']} |")
     return "\n".join(lines)
@@ -218,7 +213,7 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
         secs = "" if r["train_seconds_mean"] is None else f"{r['train_seconds_mean']:.0f}"
         images = "" if r["images_seen_mean"] is None else f"{r['images_seen_mean']:.0f}"
         flagged = f"{r['flagged_runs']}" + (f" ({r['failed_runs']} failed)" if r["failed_runs"] else "")
-        lines.append(f"| {r['variation']} | {_budget_label(r)} | {r['eval_set']} | {r['protocol']} | {r['n_seeds']} "
+        lines.append(f"| {r['variation']} | {budget_label(r)} | {r['eval_set']} | {r['protocol']} | {r['n_seeds']} "
                      f"| {percent(r['synthetic_mean'], r['synthetic_ci95'])} "
                      f"| {percent(r['real_mean'], r['real_ci95'])} | {percent(r['random_mean'])} "
                      f"| {g} | {secs} | {images} | {flagged} |")
