@@ -270,7 +270,7 @@ def test_table_says_why_g_is_na_beside_a_reference_that_did_not_beat_random_init
 
 def test_every_study_table_prints_a_budget_the_same_way(tmp_path: Path) -> None:
     from synthsight.report.study import _paired_table, _summary_table
-    from synthsight.report.tables import budget_label
+    from synthsight.study.results import budget_label
 
     assert budget_label({"budget": "30", "budget_unit": "minutes"}) == "30 min"
     assert budget_label({"budget": 0.5, "budget_unit": "minutes"}) == "0.5 min"

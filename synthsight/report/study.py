@@ -16,7 +16,8 @@ from typing import Any
 
 from synthsight.report.html import STYLE, _img
 from synthsight.report.plots import plt
-from synthsight.report.tables import budget_label, esc, percent, table
+from synthsight.report.tables import esc, percent, table
+from synthsight.study.results import budget_label
 
 PROTOCOL_NAMES = {"knn": "k-NN", "linear": "linear probe", "kmeans": "k-means", "fewshot": "few-shot",
                   "finetune": "fine-tune"}

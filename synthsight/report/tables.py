@@ -53,16 +53,6 @@ def percent(x: Any, ci: Any = None) -> str:
     return f"{100 * float(x):.2f}" + (f" ± {100 * float(ci):.2f}" if ci not in (None, "") else "")
 
 
-def budget_label(row: dict[str, Any]) -> str:
-    """A study row's budget (its "budget" and "budget_unit") as every study table prints it: "30 min", "332800
-    images"; "" for random init, which has none."""
-    budget, unit = row["budget"], row["budget_unit"]
-    if budget in (None, ""):
-        return ""
-    value = f"{budget:g}" if isinstance(budget, float) else str(budget)
-    return value + {"minutes": " min", "images": " images"}.get(unit, f" {unit}" if unit else "")
-
-
 def headline_table(metrics: dict[str, Any]) -> str:
     """One row per encoder, the headline top-1 (%) of each protocol, and the feature dimension; then a row with
     the pretrained encoder's difference from its baseline (points, 95% interval) and a one-line verdict."""

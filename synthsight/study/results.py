@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from synthsight.checkpoint import write_text_atomic
-from synthsight.report.tables import budget_label, percent
+from synthsight.report.tables import percent
 from synthsight.study.spec import Budget, Plan, StudySpec, slug
 from synthsight.study.stats import gap_closed, mean_ci, paired_difference
 
@@ -165,6 +165,12 @@ def paired_rows(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, A
                         "per_seed_points": " / ".join(f"{100 * x:+.2f}" for x in d["per_seed"].values()),
                         "verdict": d["verdict"]})
     return out
+
+
+def budget_label(row: dict[str, Any]) -> str:
+    """A row's budget cells as every study table prints them, Budget.label ("30 min", "332800 images"), as the plan
+    and the run log do; "" for random init, which has none."""
+    return "" if row["budget"] in (None, "") else Budget(row["budget_unit"], float(row["budget"])).label
 
 
 def markdown_paired(paired: list[dict[str, Any]]) -> str:
