@@ -269,8 +269,8 @@ def test_table_says_why_g_is_na_beside_a_reference_that_did_not_beat_random_init
 
 
 def test_every_study_table_prints_a_budget_the_same_way(tmp_path: Path) -> None:
-    from synthsight.report.study import _paired_table, _summary_table
-    from synthsight.study.results import budget_label
+    from synthsight.report.study import _paired_table, _per_class_table, _summary_table
+    from synthsight.study.spec import budget_label
 
     assert budget_label({"budget": "30", "budget_unit": "minutes"}) == "30 min"
     assert budget_label({"budget": 0.5, "budget_unit": "minutes"}) == "0.5 min"
@@ -284,17 +284,23 @@ def test_every_study_table_prints_a_budget_the_same_way(tmp_path: Path) -> None:
                   "budget_unit": "minutes", "budget": "30"}
         rows += [{**common, "kind": "synthetic", "top1": syn}, {**common, "kind": "real", "top1": real}]
     summary, paired = summarize(spec, rows), paired_rows(spec, rows)
-    for text in (markdown_table(summary), markdown_paired(paired), _summary_table(summary), _paired_table(paired)):
+    per_class = per_class_from_table({("dead leaves", "synthetic", ("minutes", "30"), "tiny", "knn"): {0: [0.8]},
+                                      ("dead leaves", "real", ("minutes", "30"), "tiny", "knn"): {0: [0.9]}},
+                                     "dead leaves", {"tiny": ["shirt"]})
+    assert per_class[0]["budget_unit"] == "minutes" and per_class[0]["budget"] == "30"
+    for text in (markdown_table(summary), markdown_paired(paired), _summary_table(summary), _paired_table(paired),
+                 _per_class_table(per_class, "dead leaves")):
         assert "30 min" in text and "30 minutes" not in text, text
 
 
 def test_per_class_deltas_take_the_baselines_at_the_variations_seeds() -> None:
     # two classes; the variation, its real-data reference and the baseline ran seeds 0 and 1, random init also seed 2
     # (a resumed study), the baseline also seed 3, the reference seed 4: every delta compares the same seeds
-    table = {("v", "synthetic", "5", "s", "knn"): {0: [0.8, 0.6], 1: [0.9, None]},
-             ("v", "random", "", "s", "knn"): {0: [0.5, 0.4], 1: [0.7, 0.5], 2: [0.0, 0.0]},
-             ("b", "synthetic", "5", "s", "knn"): {0: [0.6, 0.6], 1: [0.8, 0.2], 3: [1.0, 1.0]},
-             ("v", "real", "5", "s", "knn"): {0: [0.9, 0.7], 1: [1.0, 0.9], 4: [0.0, 0.0]}}
+    five = ("minutes", "5")
+    table = {("v", "synthetic", five, "s", "knn"): {0: [0.8, 0.6], 1: [0.9, None]},
+             ("v", "random", ("", ""), "s", "knn"): {0: [0.5, 0.4], 1: [0.7, 0.5], 2: [0.0, 0.0]},
+             ("b", "synthetic", five, "s", "knn"): {0: [0.6, 0.6], 1: [0.8, 0.2], 3: [1.0, 1.0]},
+             ("v", "real", five, "s", "knn"): {0: [0.9, 0.7], 1: [1.0, 0.9], 4: [0.0, 0.0]}}
     rows = per_class_from_table(table, "b", {"s": ["shirt", "bag"]})
     assert [(r["variation"], r["class"]) for r in rows] == [("v", "shirt"), ("v", "bag"), ("b", "shirt"),
                                                              ("b", "bag")]
@@ -697,3 +703,13 @@ def test_a_second_study_process_on_the_same_folder_is_refused(real_set: Path, tm
     finally:
         holder.kill()
         holder.communicate(timeout=30)
+
+
+def test_a_study_loads_its_report_code_when_it_starts() -> None:
+    # a study runs for hours and writes report.html at its end; code edited meanwhile must not reach that write (it
+    # once failed with an ImportError from half-edited code), so the report module comes in with the results module
+    import subprocess
+    import sys
+
+    code = "import sys, synthsight.study.results; assert 'synthsight.report.study' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,7 +17,7 @@ from typing import Any
 from synthsight.report.html import STYLE, _img
 from synthsight.report.plots import plt
 from synthsight.report.tables import esc, percent, table
-from synthsight.study.results import budget_label
+from synthsight.study.spec import budget_label
 
 PROTOCOL_NAMES = {"knn": "k-NN", "linear": "linear probe", "kmeans": "k-means", "fewshot": "few-shot",
                   "finetune": "fine-tune"}
@@ -155,7 +155,7 @@ def _per_class_table(per_class: list[dict[str, Any]], baseline: str) -> str:
     def delta(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:+.2f}"
 
-    body = [[esc(r["variation"]), esc(r["budget"]), esc(r["eval_set"]), esc(r["protocol"]), esc(r["class"]),
+    body = [[esc(r["variation"]), esc(budget_label(r)), esc(r["eval_set"]), esc(r["protocol"]), esc(r["class"]),
              percent(r["top1"]), delta(r["minus_baseline"] if r["variation"] != baseline else None),
              delta(r["minus_reference"]), delta(r["minus_random"])] for r in rows]
     return (f"<p>Per-class top-1 (mean over seeds) and its difference from the baseline variation "

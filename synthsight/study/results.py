@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from synthsight.checkpoint import write_text_atomic
+from synthsight.report.study import build_study_report  # loaded now: a study runs hours, its code may change meanwhile
 from synthsight.report.tables import percent
-from synthsight.study.spec import Budget, Plan, StudySpec, slug
+from synthsight.study.spec import Budget, Plan, StudySpec, budget_label, slug
 from synthsight.study.stats import gap_closed, mean_ci, paired_difference
 
 RESULT_FIELDS = ["study", "variation", "kind", "pretrained_on", "eval_set", "protocol", "seed", "budget_unit",
@@ -167,12 +168,6 @@ def paired_rows(spec: StudySpec, rows: list[dict[str, Any]]) -> list[dict[str, A
     return out
 
 
-def budget_label(row: dict[str, Any]) -> str:
-    """A row's budget cells as every study table prints them, Budget.label ("30 min", "332800 images"), as the plan
-    and the run log do; "" for random init, which has none."""
-    return "" if row["budget"] in (None, "") else Budget(row["budget_unit"], float(row["budget"])).label
-
-
 def markdown_paired(paired: list[dict[str, Any]]) -> str:
     """The paired differences as Markdown (points of top-1; per seed in the seeds' order), one row per variation x
     budget x set x protocol x against; empty without any."""
@@ -233,14 +228,14 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
     """per_class.csv rows (see the module doc) from the metrics.json of every done cell."""
     from synthsight.study.runner import cell_dir
 
-    table: dict[tuple, dict[int, list[float | None]]] = {}  # (variation, kind, budget, set, protocol) -> seed -> acc
+    table: dict[tuple, dict[int, list[float | None]]] = {}  # (variation, kind, (unit, budget), set, protocol) -> seed -> acc
     classes: dict[str, list[str]] = {}
     for use in plan.uses:
         metrics = _json(cell_dir(out, plan.cell(use.key)) / f"eval-{slug(use.eval_set)}" / "metrics.json")
         if not metrics:
             continue
         classes.setdefault(use.eval_set, metrics.get("classes") or [])
-        budget = _budget_cells(use.budget)[1]
+        budget = _budget_cells(use.budget)
         for p, r in metrics["encoders"][-1]["results"].items():
             if r.get("per_class") is not None:
                 table.setdefault((use.variation, use.kind, budget, use.eval_set, p), {})[use.seed] = r["per_class"]
@@ -249,8 +244,8 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
 
 def per_class_from_table(table: dict[tuple, dict[int, list[float | None]]], baseline: str,
                          classes: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """per_class.csv rows from (variation, kind, budget, set, protocol) -> seed -> per-class top-1 (kind: synthetic,
-    real or random; random's budget is ""), the baselines taken at each variation's seeds (as in the summary)."""
+    """per_class.csv rows from (variation, kind, (budget unit, budget), set, protocol) -> seed -> per-class top-1 (kind:
+    synthetic, real or random; random's budget is ("", "")), the baselines taken at each variation's seeds (as in the summary)."""
 
     def mean(lists: dict[int, list[float | None]], c: int) -> float | None:
         vals = [x[c] for x in lists.values() if c < len(x) and x[c] is not None]
@@ -261,14 +256,14 @@ def per_class_from_table(table: dict[tuple, dict[int, list[float | None]]], base
         if kind != "synthetic":
             continue
         # the baselines at this variation's seeds, as in the summary
-        rnd = _same_seeds(table.get((variation, "random", "", eval_set, p), {}), lists)
+        rnd = _same_seeds(table.get((variation, "random", ("", ""), eval_set, p), {}), lists)
         ref = _same_seeds(table.get((variation, "real", budget, eval_set, p), {}), lists)
         base = _same_seeds(table.get((baseline, "synthetic", budget, eval_set, p), {}), lists)
         names = classes.get(eval_set) or []
         for c in range(max(len(x) for x in lists.values())):
             acc = mean(lists, c)
             r, f, b = (mean(d, c) for d in (rnd, ref, base))  # None where a baseline is missing
-            rows.append({"variation": variation, "budget": budget, "eval_set": eval_set, "protocol": p,
+            rows.append({"variation": variation, "budget_unit": budget[0], "budget": budget[1], "eval_set": eval_set, "protocol": p,
                          "class_index": c, "class": names[c] if c < len(names) else str(c), "n_seeds": len(lists),
                          "top1": acc, "minus_random": None if acc is None or r is None else round(acc - r, 6),
                          "minus_reference": None if acc is None or f is None else round(acc - f, 6),
@@ -299,14 +294,12 @@ def write_results(spec: StudySpec, plan: Plan, out: Path, report: bool = True, t
     write_text_atomic(out / "table.md", markdown_table(summary) + "\n" + ("\n" + extra + "\n" if extra else "")
                       + notes + ("\n" if notes else ""))
     per_class = per_class_rows(spec, plan, out)
-    fields = ["variation", "budget", "eval_set", "protocol", "class_index", "class", "n_seeds", "top1",
+    fields = ["variation", "budget_unit", "budget", "eval_set", "protocol", "class_index", "class", "n_seeds", "top1",
               "minus_random", "minus_reference", "baseline", "minus_baseline"]
     write_text_atomic(out / "per_class.csv", _csv(per_class, fields))
     fits = fit_log_budget(summary)
     write_text_atomic(out / "fits.csv", _csv(fits, ["variation", "eval_set", "protocol", "n_budgets", "a", "b",
                                                     "per_doubling"]))
     if report:
-        from synthsight.report.study import build_study_report
-
         return build_study_report(spec, plan, out, rows, summary, per_class, timings, fits, paired)
     return out / "results.csv"

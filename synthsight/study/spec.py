@@ -86,6 +86,12 @@ class Budget:
         return {"unit": self.unit, "value": self.value}
 
 
+def budget_label(row: dict[str, Any]) -> str:
+    """A table row's budget cells (budget_unit, budget) as every study table prints them, Budget.label ("30 min",
+    "332800 images"), as the plan and the run log do; "" for random init, which has none."""
+    return "" if row["budget"] in (None, "") else Budget(row["budget_unit"], float(row["budget"])).label
+
+
 @dataclass(frozen=True)
 class EvalSet:
     name: str  # the name in tables and folders
