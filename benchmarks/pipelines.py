@@ -45,7 +45,8 @@ from torch.utils.data import DataLoader, Dataset
 from synthsight.config import load_config
 from synthsight.eval.data import load_dataset
 from synthsight.losses.ntxent import nt_xent
-from synthsight.train.loop import autocast_context, build_training, forward_backward
+from synthsight.precision import autocast
+from synthsight.train.loop import build_training, forward_backward
 
 BATCH = 256
 
@@ -162,7 +163,7 @@ def per_image_pil(setup: dict[str, int]) -> Callable[[int], float]:
             batches = iter(loader)
             v1, v2 = next(batches)
         optimizer.zero_grad(set_to_none=True)
-        with autocast_context(cfg.trainer.amp, device):
+        with autocast(cfg.trainer.amp, device):
             z = method.projector(method.backbone(method.network_input(v1, v2)))
             loss = nt_xent(*z.chunk(2), temperature)
         loss.backward()

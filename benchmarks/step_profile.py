@@ -24,7 +24,8 @@ from machine import cpu_model  # benchmarks/machine.py (scripts run from this fo
 from synthsight.augment.rng import PerImageRandom
 from synthsight.augment.views import two_views
 from synthsight.config import load_config
-from synthsight.train.loop import autocast_context, build_training
+from synthsight.precision import autocast
+from synthsight.train.loop import build_training
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
         g = PerImageRandom.for_images(cfg.trainer.seed, i, indices)
         v1, v2 = two_views(images, g, cfg.views)
         marks.append(time.perf_counter())
-        with autocast_context(cfg.trainer.amp, device):
+        with autocast(cfg.trainer.amp, device):
             out = _loss_on_views(method, v1, v2, labels)
         marks.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from synthsight.checkpoint import save_checkpoint
 from synthsight.config import Config, ConfigError, load_config
+from synthsight.precision import describe as describe_precision
 from synthsight.family_spec import families_label
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
@@ -207,7 +208,8 @@ def main() -> None:
 def run(args: argparse.Namespace, ctx: DistContext) -> None:
     device = ctx.device
     launcher = f"torchrun --nproc_per_node={ctx.world_size}" if ctx.distributed else "python"
-    print(f"command: {launcher} {' '.join(sys.argv)}\n{machine(device, ctx, ', '.join(args.grad_sync))}\n")
+    print(f"command: {launcher} {' '.join(sys.argv)}\n{machine(device, ctx, ', '.join(args.grad_sync))}\n"
+          f"trainer.amp=bf16 rows run in {describe_precision('bf16', device)} (synthsight/precision.py)\n")
     backbones = args.backbones.split(",")
     common = [f"views.size={args.size}", f"data.render_size={args.size}", f"trainer.batch_size={args.batch_size}",
               f"trainer.device={device}", "trainer.threads=0"]

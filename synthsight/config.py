@@ -171,7 +171,8 @@ class TrainerConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 20  # linear warm-up, then cosine decay to min_lr
     min_lr: float = 0.0
-    amp: str = "bf16"  # bf16 | fp16 | none; bf16 trains ~3.8x faster on CPUs with AMX and is safe from overflow
+    amp: str = "bf16"  # bf16 | fp16 | none; bf16 trains ~3.8x faster on CPUs with AMX and is safe from overflow;
+    # where the device has no native bf16 (AVX2-only CPUs) it trains in float32 instead (synthsight/precision.py)
     channels_last: bool = True
     compile: bool = False  # torch.compile the backbone and heads: faster steps after a slow first one (minutes on CPU)
     accumulate: int = 1  # micro-batches per step (gradient accumulation): same global batch in less memory

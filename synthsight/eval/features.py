@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from synthsight.models.preprocess import normalize_images
+from synthsight.precision import autocast
 
 
 def extract_features(
@@ -24,7 +25,8 @@ def extract_features(
     """uint8 Tensor[N, 3, S, S] -> float32 Tensor[N, D] on the CPU: `model` applied in eval mode, no gradients.
 
     Images pass through `normalize_images` (the one normalisation shared with pretraining). With `amp` the
-    forward pass runs under bf16 autocast (on CPU and CUDA alike); features are returned in float32. The model
+    forward pass runs under bf16 autocast where the device has native bf16 (synthsight.precision); features are
+    returned in float32. The model
     is moved to `device` and to channels_last memory format (both in place, as `nn.Module.to` does); its
     train/eval mode is restored afterwards. The model must return Tensor[B, D] (timm: `num_classes=0`).
     """
@@ -46,7 +48,7 @@ def extract_features(
         starts = tqdm(starts, desc="features", unit="batch")
     out: torch.Tensor | None = None
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.inference_mode(), autocast(amp, device):
             for start in starts:
                 x = images[start : start + batch_size].to(device, non_blocking=True)
                 x = normalize_images(x).contiguous(memory_format=torch.channels_last)

@@ -29,6 +29,7 @@ from synthsight.eval.features import extract_features
 from synthsight.eval.layer_decay import layer_decay_groups
 from synthsight.eval.result import ProtocolResult, per_class_accuracy
 from synthsight.models.preprocess import normalize_images
+from synthsight.precision import autocast
 from synthsight.schedules import warmup_cosine
 
 
@@ -50,7 +51,7 @@ class FinetuneSettings:
     warmup_epochs: float = 1.0  # linear warm-up (capped at a tenth of training), then cosine decay to 0
     label_smoothing: float = 0.0
     augment: bool = True  # random crop (reflect pad side/8) + horizontal flip; off: the images as they are
-    amp: bool = True  # bf16 autocast (CPU and CUDA); weights and optimiser state stay float32
+    amp: bool = True  # bf16 autocast where native (synthsight.precision); weights and optimiser state stay float32
     seed: int = 0  # head initialisation, batch order, augmentation
     # ViTs only: layer-wise lr decay (eval/layer_decay.py), block i of L trains at lr x layer_decay^(L - i), the
     # embeddings at lr x layer_decay^(L + 1), norm and head at lr; MAE fine-tuned with 0.65-0.75. 1 = off
@@ -156,7 +157,7 @@ def finetune(
                 lr = warmup_cosine(step, total, s.lr, warmup)
                 for group in opt.param_groups:
                     group["lr"] = lr * group["lr_scale"]
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.amp):
+                with autocast(s.amp, device):
                     logits = model(x.contiguous(memory_format=torch.channels_last))
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=s.label_smoothing)
                 if not torch.isfinite(loss):
@@ -209,7 +210,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: tor
             ) -> torch.Tensor:
     """Argmax class of each uint8 image Tensor[N, 3, S, S] under `model` (eval mode): int64 Tensor[N] on CPU."""
     out = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+    with torch.inference_mode(), autocast(amp, device):
         for chunk in images.split(batch_size):
             x = normalize_images(chunk.to(device)).contiguous(memory_format=torch.channels_last)
             out.append(model(x).argmax(dim=1).cpu())

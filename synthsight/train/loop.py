@@ -49,6 +49,7 @@ from synthsight.config import Config, ConfigError
 from synthsight.distributed import mean_across_ranks
 from synthsight.generators.base import image_seed
 from synthsight.methods.base import StepOutput
+from synthsight.precision import autocast, describe as describe_precision
 from synthsight.run_lock import run_lock
 from synthsight.schedules import budget_position, warmup_cosine
 from synthsight.train.build import build_generators, build_method, build_optimizer, build_stream
@@ -111,15 +112,6 @@ class TrainResult:
     last_checks: dict[str, float] = field(default_factory=dict)  # last collapse figures and online k-NN, with steps
     finished_before: bool = False  # --resume of a run that had already finished (only its provenance was written)
     paused: bool = False  # stopped at `stop_at` before the run's end (--resume finishes it)
-
-
-def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if amp not in dtypes:
-        raise ValueError(f"unknown trainer.amp {amp!r}; valid: bf16, fp16, none")
-    return torch.autocast(device.type, dtype=dtypes[amp])
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
@@ -274,7 +266,7 @@ def forward_backward(
         labels = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
         g = PerImageRandom.for_images(t.seed, step, indices.tolist())  # augmentation: f(seed, step, image)
         with no_sync(method) if i < t.accumulate - 1 else contextlib.nullcontext():
-            with autocast_context(t.amp, device):
+            with autocast(t.amp, device):
                 out = method.training_step(images.to(device, non_blocking=True), g, labels)
             scaler.scale(out.loss / t.accumulate).backward()
         total += out.loss.detach().float()
@@ -325,7 +317,8 @@ def run_header(cfg: Config, run_dir: Path, device: torch.device, world_size: int
     t = cfg.trainer
     length = f"{t.minutes:g} min (at most {t.steps} steps)" if t.minutes else f"{t.steps} steps"
     return (f"pretrain: {cfg.method['name']} on {source}, backbone {m.backbone} (width {m.width}), device {device}, "
-            f"{world_size} process(es), {length} of {t.batch_size} images, {where}; run folder {run_dir}")
+            f"{describe_precision(t.amp, device)}, {world_size} process(es), {length} of {t.batch_size} images, "
+            f"{where}; run folder {run_dir}")
 
 
 def pretrain(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
@@ -408,7 +401,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, progress: bool, ctx: Dis
                         prefetch_factor=4 if t.workers else None, pin_memory=device.type == "cuda")
     batches = echo_batches(iter(loader), t.accumulate, echo, first_repeats=echo - start % echo)
     meta = {"config": cfg.to_dict(), "synthsight_version": __version__, "images_seen_per_step": t.batch_size,
-            "world_size": ctx.world_size}
+            "world_size": ctx.world_size, "precision": describe_precision(t.amp, device)}
     params = [p for p in method.parameters() if p.requires_grad]
     in_a_row = 0  # steps skipped in a row (trainer.skip_nonfinite)
 

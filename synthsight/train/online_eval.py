@@ -26,8 +26,8 @@ from synthsight.config import Config
 from synthsight.eval.data import DatasetError, LabeledImages, load_dataset, stratified_subset
 from synthsight.eval.knn import knn_predict
 from synthsight.models.preprocess import normalize_images
+from synthsight.precision import autocast
 
-_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def split_held_out(data: LabeledImages, test_size: int, seed: int = 0) -> tuple[LabeledImages, LabeledImages]:
@@ -57,7 +57,7 @@ class OnlineKNN:
             self.train = load_dataset(spec, "train", size=size, limit=train_limit)
             self.test = load_dataset(spec, "test", size=size, limit=test_limit)
         self.k, self.temperature, self.batch_size = k, temperature, batch_size
-        self.dtype = _AMP.get(amp)  # autocast like training; None = float32
+        self.amp = amp  # autocast like training
 
     @classmethod
     def from_config(cls, cfg: Config) -> "OnlineKNN":
@@ -80,7 +80,7 @@ class OnlineKNN:
             for start in range(0, len(images), self.batch_size):
                 x = normalize_images(images[start:start + self.batch_size].to(device))
                 x = x.contiguous(memory_format=memory_format)
-                with torch.autocast(device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                with autocast(self.amp, device):
                     out.append(backbone(x).float().cpu())
         finally:
             backbone.train(was_training)
