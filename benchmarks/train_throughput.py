@@ -38,8 +38,8 @@ from torch.utils.data import DataLoader
 
 from synthsight.checkpoint import save_checkpoint
 from synthsight.config import Config, ConfigError, load_config
-from synthsight.precision import describe as describe_precision
 from synthsight.family_spec import families_label
+from synthsight.precision import describe as describe_precision
 from synthsight.registry import METHODS
 from synthsight.train.build import build_method, build_stream
 from synthsight.train.distributed import (

@@ -29,6 +29,7 @@ from synthsight.family_spec import join_split_options, parse_family_spec
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 MAX_IMAGE_SIZE = 4096  # upper bound of every image side in a config (render_size, views.size, eval.size)
 SIZE_RULE = f"[1,{MAX_IMAGE_SIZE}]"
+AMP_CHOICES = ("bf16", "fp16", "none")  # trainer.amp; synthsight/precision.py decides what bf16 runs as
 
 
 class ConfigError(ValueError):
@@ -209,7 +210,7 @@ class TrainerConfig:
                      collapse_check_every=">=0", collapse_patience=">=1", collapse_min_std=">=0",
                      collapse_min_rank=">=0", collapse_max_entropy="(0,1]", collapse_max_argmax_share="(0,1]",
                      online_eval_every=">=0", online_eval_limit=">=2", online_eval_test_limit=">=1")
-        check_choices(self, "trainer", amp=("bf16", "fp16", "none"), optimizer=("adamw", "sgd"),
+        check_choices(self, "trainer", amp=AMP_CHOICES, optimizer=("adamw", "sgd"),
                       log=("csv", "tensorboard"), split=("fixed", "auto"))
         check_device(self.device)
         check_not_above(self, "trainer", "min_lr", "lr")

@@ -19,7 +19,9 @@ import functools
 
 import torch
 
-AMP_CHOICES = ("bf16", "fp16", "none")
+from synthsight.config import AMP_CHOICES
+
+_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,7 +45,8 @@ def native_bf16(device: torch.device) -> bool:
 def autocast_dtype(amp: str | bool, device: torch.device) -> torch.dtype | None:
     """The dtype autocast runs in for trainer.amp `amp` (True = "bf16", False = "none") on `device`; None for
     float32 (no autocast)."""
-    amp = {True: "bf16", False: "none"}.get(amp, amp) if isinstance(amp, bool) else amp
+    if isinstance(amp, bool):
+        amp = "bf16" if amp else "none"
     if amp not in AMP_CHOICES:
         raise ValueError(f"unknown trainer.amp {amp!r}; valid: {', '.join(AMP_CHOICES)}")
     if amp == "fp16":
@@ -63,7 +66,7 @@ def describe(amp: str | bool, device: torch.device) -> str:
     """The precision a run uses, for its header: "bf16 autocast", "float32", or float32 with the reason."""
     dtype = autocast_dtype(amp, device)
     if dtype is not None:
-        return f"{str(dtype).removeprefix('torch.').replace('bfloat16', 'bf16').replace('float16', 'fp16')} autocast"
+        return f"{_NAMES[dtype]} autocast"
     if amp in ("bf16", True):
         return f"float32 (trainer.amp=bf16, but this {device.type.upper()} has no native bf16: it would run slower)"
     return "float32"

@@ -27,7 +27,8 @@ def extract_features(
     Images pass through `normalize_images` (the one normalisation shared with pretraining). With `amp` the
     forward pass runs under bf16 autocast where the device has native bf16 (synthsight.precision); features are
     returned in float32. The model is moved to `device` and to channels_last memory format (both in place, as
-    `nn.Module.to` does); its train/eval mode is restored afterwards. The model must return Tensor[B, D] (timm: `num_classes=0`).
+    `nn.Module.to` does); its train/eval mode is restored afterwards. The model must return Tensor[B, D] (timm:
+    `num_classes=0`).
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be Tensor[N, 3, H, W], got shape {tuple(images.shape)}")

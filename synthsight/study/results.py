@@ -228,7 +228,8 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
     """per_class.csv rows (see the module doc) from the metrics.json of every done cell."""
     from synthsight.study.runner import cell_dir
 
-    table: dict[tuple, dict[int, list[float | None]]] = {}  # (variation, kind, (unit, budget), set, protocol) -> seed -> acc
+    # (variation, kind, (budget unit, budget), set, protocol) -> seed -> per-class top-1
+    table: dict[tuple, dict[int, list[float | None]]] = {}
     classes: dict[str, list[str]] = {}
     for use in plan.uses:
         metrics = _json(cell_dir(out, plan.cell(use.key)) / f"eval-{slug(use.eval_set)}" / "metrics.json")
@@ -244,8 +245,9 @@ def per_class_rows(spec: StudySpec, plan: Plan, out: Path) -> list[dict[str, Any
 
 def per_class_from_table(table: dict[tuple, dict[int, list[float | None]]], baseline: str,
                          classes: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """per_class.csv rows from (variation, kind, (budget unit, budget), set, protocol) -> seed -> per-class top-1 (kind:
-    synthetic, real or random; random's budget is ("", "")), the baselines taken at each variation's seeds (as in the summary)."""
+    """per_class.csv rows from (variation, kind, (budget unit, budget), set, protocol) -> seed -> per-class top-1
+    (kind: synthetic, real or random; random's budget is ("", "")), the baselines taken at each variation's seeds (as
+    in the summary)."""
 
     def mean(lists: dict[int, list[float | None]], c: int) -> float | None:
         vals = [x[c] for x in lists.values() if c < len(x) and x[c] is not None]
@@ -263,9 +265,10 @@ def per_class_from_table(table: dict[tuple, dict[int, list[float | None]]], base
         for c in range(max(len(x) for x in lists.values())):
             acc = mean(lists, c)
             r, f, b = (mean(d, c) for d in (rnd, ref, base))  # None where a baseline is missing
-            rows.append({"variation": variation, "budget_unit": budget[0], "budget": budget[1], "eval_set": eval_set, "protocol": p,
-                         "class_index": c, "class": names[c] if c < len(names) else str(c), "n_seeds": len(lists),
-                         "top1": acc, "minus_random": None if acc is None or r is None else round(acc - r, 6),
+            rows.append({"variation": variation, "budget_unit": budget[0], "budget": budget[1], "eval_set": eval_set,
+                         "protocol": p, "class_index": c, "class": names[c] if c < len(names) else str(c),
+                         "n_seeds": len(lists), "top1": acc,
+                         "minus_random": None if acc is None or r is None else round(acc - r, 6),
                          "minus_reference": None if acc is None or f is None else round(acc - f, 6),
                          "baseline": baseline,
                          "minus_baseline": None if acc is None or b is None else round(acc - b, 6)})
