@@ -110,6 +110,22 @@ def test_expand_width_grid_supervised_method_and_no_baselines(tmp_path: Path) ->
     assert {c.kind for c in bare.cells} == {"synthetic"}
 
 
+def test_a_variation_switches_its_own_references(tmp_path: Path) -> None:
+    data = study(tmp_path / "x.npz", random_init=False)
+    data["variations"][0]["set"]["method.temperature"] = 0.2  # dead leaves and spectrum no longer share a reference
+    data["variations"][1]["reference"] = False
+    plan = expand(parse_study(data))
+    assert [c.variation for c in plan.cells if c.kind == "real"] == ["dead leaves"]
+    assert any("spectrum" in n and "reference: false" in n for n in plan.notes)
+    # the other way round: a study without references, one variation asking for its own
+    data.update(reference=False)
+    data["variations"][1]["reference"] = True
+    assert [c.variation for c in expand(parse_study(data)).cells if c.kind == "real"] == ["spectrum"]
+    with pytest.raises(StudyError, match=r"variations\[1\].reference must be true or false"):
+        data["variations"][1]["reference"] = "no"
+        parse_study(data)
+
+
 def test_cell_key_ignores_steps_and_follows_everything_else(tmp_path: Path) -> None:
     spec = parse_study(study(tmp_path / "x.npz"))
     cfg = expand(spec).cells[1].config

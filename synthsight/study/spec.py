@@ -22,6 +22,7 @@ A study file (YAML; examples in configs/studies/):
                                                     # schedule: steps, re-plan after 10% of the steps
     variations:                            # a list of {name, set: {dotted key: value}} ...
       - {name: dead leaves, set: {data.families: [dead_leaves/mixed]}}
+      - {name: byol, set: {method: byol}, reference: false}   # a variation's own switch for its references
     grid:                                  # ... and/or a grid: every combination (crossed with the list)
       model.width: [32, 64]
 
@@ -106,6 +107,7 @@ class EvalSet:
 class Variation:
     name: str
     overrides: dict[str, Any]  # dotted key -> value
+    reference: bool | None = None  # this variation's own real-data references; None: the study's `reference`
 
 
 @dataclass
@@ -242,13 +244,17 @@ def _label(key: str, value: Any) -> str:
 def _variations(data: dict[str, Any]) -> list[Variation]:
     listed = []
     for i, item in enumerate(data.get("variations") or []):
-        if not isinstance(item, dict) or set(item) - {"name", "set"}:
-            raise StudyError(f"variations[{i}] must be {{name: ..., set: {{dotted key: value}}}}, got {item!r}")
+        if not isinstance(item, dict) or set(item) - {"name", "set", "reference"}:
+            raise StudyError(f"variations[{i}] must be {{name: ..., set: {{dotted key: value}}, reference: true|false}}"
+                             f", got {item!r}")
         body = item.get("set") or {}
         if not isinstance(body, dict):
             raise StudyError(f"variations[{i}].set must be a mapping {{dotted key: value}}, got {body!r}")
+        reference = item.get("reference")
+        if reference is not None and not isinstance(reference, bool):
+            raise StudyError(f"variations[{i}].reference must be true or false, got {reference!r}")
         listed.append(Variation(str(item.get("name") or ", ".join(_label(k, v) for k, v in body.items())
-                                    or f"variation {i}"), dict(body)))
+                                    or f"variation {i}"), dict(body), reference))
     grid = data.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise StudyError(f"grid must map dotted keys to non-empty lists of values, got {grid!r}")
@@ -258,8 +264,8 @@ def _variations(data: dict[str, Any]) -> list[Variation]:
     elif not listed:
         out = [Variation(", ".join(_label(k, v) for k, v in c.items()), c) for c in combos]
     else:
-        out = [Variation(f"{v.name}, " + ", ".join(_label(k, x) for k, x in c.items()), {**v.overrides, **c})
-               for v in listed for c in combos]
+        out = [Variation(f"{v.name}, " + ", ".join(_label(k, x) for k, x in c.items()), {**v.overrides, **c},
+                         v.reference) for v in listed for c in combos]
     names = [v.name for v in out]
     if len(set(names)) != len(names):
         raise StudyError(f"variation names must be unique: {names}")
@@ -390,7 +396,11 @@ def expand(spec: StudySpec) -> Plan:
                 key = add(Cell(cell_key("synthetic", cfg.to_dict(), budget), "synthetic", variation.name, seed,
                                budget, cfg.to_dict(), list(all_sets)))
                 uses += [Use(variation.name, "synthetic", seed, budget, s, key) for s in all_sets]
-                if not spec.reference:
+                if not (spec.reference if variation.reference is None else variation.reference):
+                    if spec.reference:
+                        note = f"{variation.name}: no real-data reference (reference: false in the study file); G is n/a"
+                        if note not in notes:
+                            notes.append(note)
                     continue
                 method_cls = METHODS.get(cfg.method["name"])
                 if method_cls.needs_labels and not method_cls.partial_labels:
