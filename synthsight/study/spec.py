@@ -398,7 +398,8 @@ def expand(spec: StudySpec) -> Plan:
                 uses += [Use(variation.name, "synthetic", seed, budget, s, key) for s in all_sets]
                 if not (spec.reference if variation.reference is None else variation.reference):
                     if spec.reference:
-                        note = f"{variation.name}: no real-data reference (reference: false in the study file); G is n/a"
+                        note = (f"{variation.name}: no real-data reference (reference: false in the study file); "
+                                "G is n/a")
                         if note not in notes:
                             notes.append(note)
                     continue
